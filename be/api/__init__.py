@@ -1,0 +1,40 @@
+"""Flask application factory: blueprints in, JSON out, whatever happens."""
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from be import errors
+from be.api import auth, buyer, orders, seller
+
+log = logging.getLogger("bookstore")
+
+
+def create_app(backend):
+    app = Flask("bookstore")
+    app.extensions["bookstore"] = backend
+    app.config["MAX_CONTENT_LENGTH"] = backend.settings.max_body_bytes
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    for module in (auth, seller, buyer, orders):
+        app.register_blueprint(module.bp)
+
+    @app.get("/ping")
+    def ping():
+        """Trivial endpoint: the ceiling the bench compares every call against."""
+        return jsonify(message="ok")
+
+    @app.errorhandler(errors.BookstoreError)
+    def business_error(exc):
+        return jsonify(message=exc.message), exc.code
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return jsonify(message=exc.description or exc.name), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        log.exception("unhandled error")
+        return jsonify(message="internal error"), 500
+
+    return app

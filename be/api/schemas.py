@@ -1,0 +1,120 @@
+"""Request shapes. Strict: a number sent as a string, a boolean as a count or a
+float as cents is refused with 400 naming the field; unknown fields are ignored."""
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Ids are stored as values only (never as field names), so '.', '$' and spaces are
+# harmless; control characters and absurd lengths are refused.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Password = Annotated[str, StringConstraints(max_length=1024)]
+Text = Optional[Annotated[str, StringConstraints(max_length=1_000_000)]]
+Cents = Annotated[int, Field(ge=0, le=10**12)]
+Count = Annotated[int, Field(ge=1, le=10**6)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class Credentials(Body):
+    user_id: Id
+    password: Password
+
+
+class Login(Credentials):
+    terminal: Annotated[str, StringConstraints(max_length=256)]
+
+
+class ChangePassword(Body):
+    user_id: Id
+    oldPassword: Password
+    newPassword: Password
+
+
+class UserOnly(Body):
+    user_id: Id
+
+
+class StoreRef(Body):
+    user_id: Id
+    store_id: Id
+
+
+class BookInfo(Body):
+    id: Id
+    title: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    author: Text = None
+    publisher: Text = None
+    original_title: Text = None
+    translator: Text = None
+    pub_year: Text = None
+    pages: Optional[Annotated[int, Field(ge=0, le=10**7)]] = None
+    price: Optional[Cents] = None
+    currency_unit: Text = None
+    binding: Text = None
+    isbn: Text = None
+    author_intro: Text = None
+    book_intro: Text = None
+    content: Text = None
+    tags: Optional[list[Annotated[str, StringConstraints(max_length=256)]]] = None
+    pictures: Optional[list[str]] = None
+
+
+class AddBook(StoreRef):
+    book_info: BookInfo
+    stock_level: Annotated[int, Field(ge=0, le=10**9)]
+
+
+class AddStock(StoreRef):
+    book_id: Id
+    add_stock_level: Annotated[int, Field(ge=0, le=10**9)]
+
+
+class Line(Body):
+    id: Id
+    count: Count
+
+
+class NewOrder(StoreRef):
+    books: Annotated[list[Line], Field(min_length=1, max_length=1000)]
+
+
+class Payment(Body):
+    user_id: Id
+    order_id: Id
+    password: Password
+
+
+class AddFunds(Body):
+    user_id: Id
+    password: Password
+    add_value: Annotated[int, Field(ge=-10**12, le=10**12)]
+
+
+class OrderRef(Body):
+    user_id: Id
+    order_id: Id
+
+
+class Query(BaseModel):
+    """Query-string parameters arrive as text, so numbers are parsed from it."""
+    model_config = ConfigDict(extra="ignore")
+
+
+class PageQuery(Query):
+    page: Annotated[int, Field(ge=1, le=10**6)] = 1
+    page_size: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class UserQuery(Query):
+    user_id: Id
+
+
+class OrdersQuery(PageQuery, UserQuery):
+    state: Optional[str] = None
+    store_id: Optional[Id] = None
+
+
+class BooksQuery(PageQuery, UserQuery):
+    store_id: Id

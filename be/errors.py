@@ -1,0 +1,31 @@
+"""Business errors. Each carries the HTTP status of the classic contract and a
+message; the API layer turns them into ``{"message": ...}`` replies."""
+
+
+class BookstoreError(Exception):
+    code = 500
+    template = "internal error"
+
+    def __init__(self, *args):
+        self.message = self.template.format(*args)
+        super().__init__(self.message)
+
+
+def _error(name, code, template):
+    return type(name, (BookstoreError,), {"code": code, "template": template})
+
+
+BadRequest = _error("BadRequest", 400, "{}")
+AuthorizationFailed = _error("AuthorizationFailed", 401, "authorization fail.")
+NoSuchUser = _error("NoSuchUser", 511, "non exist user id {}")
+UserExists = _error("UserExists", 512, "exist user id {}")
+NoSuchStore = _error("NoSuchStore", 513, "non exist store id {}")
+StoreExists = _error("StoreExists", 514, "exist store id {}")
+NoSuchBook = _error("NoSuchBook", 515, "non exist book id {}")
+BookExists = _error("BookExists", 516, "exist book id {}")
+StockTooLow = _error("StockTooLow", 517, "stock level low, book id {}")
+NoSuchOrder = _error("NoSuchOrder", 518, "invalid order id {}")
+FundsTooLow = _error("FundsTooLow", 519, "not sufficient funds: {}")
+BadOrderState = _error("BadOrderState", 520, "order {} is {}: {}")
+OrderExpired = _error("OrderExpired", 521, "order {} expired: its payment window has closed")
+Busy = _error("Busy", 503, "order {} is being changed by another request; retry")

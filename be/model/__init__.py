@@ -1,0 +1,1 @@
+"""Service layer: plain functions over a Backend; no HTTP here."""

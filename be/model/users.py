@@ -1,0 +1,132 @@
+"""Accounts, sessions and balances.
+
+A user document holds the password hash, the balance in cents and the running
+totals deposited/withdrawn (the audit checks money against them). ``epoch``
+goes up when the password changes or the account closes: every session records
+the epoch it was issued under, so one atomic update on the user retires all of
+its tokens in every process, even if the session clean-up after it never runs.
+Closed accounts stay as tombstones: their money is kept, their id not reused.
+"""
+import hashlib
+import secrets
+from datetime import timedelta
+
+from pymongo.errors import DuplicateKeyError
+
+from be import errors
+
+MAX_BALANCE = 10**15  # cents; keeps every sum far inside int64
+
+
+def _token_key(token):
+    # Only a digest of the token is stored, so a database dump holds no live token.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def register(ctx, user_id, password):
+    doc = {
+        "_id": user_id,
+        "password_hash": ctx.passwords.hash(password),
+        "balance": 0,
+        "deposited": 0,
+        "withdrawn": 0,
+        "epoch": 0,
+        "created_at": ctx.clock.now(),
+    }
+    try:
+        ctx.db.users.insert_one(doc)
+    except DuplicateKeyError:
+        raise errors.UserExists(user_id)
+
+
+def _user(ctx, user_id, projection=None):
+    user = ctx.db.users.find_one({"_id": user_id}, projection)
+    if user is None or user.get("closed_at") is not None:
+        return None
+    return user
+
+
+def check_password(ctx, user_id, password):
+    """The open user whose password this is, or 401."""
+    user = _user(ctx, user_id)
+    if user is None or not ctx.passwords.verify(user_id, user.get("password_hash"), password):
+        raise errors.AuthorizationFailed()
+    return user
+
+
+def login(ctx, user_id, password, terminal):
+    user = check_password(ctx, user_id, password)
+    token = secrets.token_urlsafe(32)
+    now = ctx.clock.now()
+    ctx.db.sessions.insert_one({
+        "_id": _token_key(token),
+        "user_id": user_id,
+        "terminal": terminal,
+        "epoch": user["epoch"],
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=ctx.settings.token_lifetime_s),
+    })
+    return token
+
+
+def authenticate(ctx, user_id, token):
+    """The user that ``token`` was issued to, if it is ``user_id``: 511 when no such
+    user exists, 401 when the token is not a live session of that user."""
+    user = _user(ctx, user_id, {"password_hash": 0})
+    if user is None:
+        raise errors.NoSuchUser(user_id)
+    session = ctx.db.sessions.find_one({"_id": _token_key(token or "")}) if token else None
+    if (session is None or session["user_id"] != user_id
+            or session["epoch"] != user["epoch"]
+            or session["expires_at"] <= ctx.clock.now()):
+        raise errors.AuthorizationFailed()
+    return user
+
+
+def logout(ctx, user_id, token):
+    try:
+        authenticate(ctx, user_id, token)
+    except errors.NoSuchUser:
+        raise errors.AuthorizationFailed()
+    ctx.db.sessions.delete_one({"_id": _token_key(token), "user_id": user_id})
+
+
+def change_password(ctx, user_id, old_password, new_password):
+    user = check_password(ctx, user_id, old_password)
+    result = ctx.db.users.update_one(
+        {"_id": user_id, "password_hash": user["password_hash"], "closed_at": None},
+        {"$set": {"password_hash": ctx.passwords.hash(new_password)}, "$inc": {"epoch": 1}})
+    if result.matched_count != 1:  # changed or closed concurrently
+        raise errors.AuthorizationFailed()
+    ctx.db.sessions.delete_many({"user_id": user_id})  # clean-up; epoch already retired them
+
+
+def unregister(ctx, user_id, password):
+    user = check_password(ctx, user_id, password)
+    result = ctx.db.users.update_one(
+        {"_id": user_id, "password_hash": user["password_hash"], "closed_at": None},
+        {"$set": {"closed_at": ctx.clock.now()}, "$unset": {"password_hash": ""},
+         "$inc": {"epoch": 1}})
+    if result.matched_count != 1:
+        raise errors.AuthorizationFailed()
+    ctx.db.sessions.delete_many({"user_id": user_id})
+
+
+def add_funds(ctx, user_id, password, add_value):
+    """Deposit (positive) or withdraw (negative) cents; never below zero."""
+    check_password(ctx, user_id, password)
+    if add_value >= 0:
+        guard = {"_id": user_id, "balance": {"$lte": MAX_BALANCE - add_value}}
+        change = {"balance": add_value, "deposited": add_value}
+    else:
+        guard = {"_id": user_id, "balance": {"$gte": -add_value}}
+        change = {"balance": add_value, "withdrawn": -add_value}
+    guard["closed_at"] = None
+    if ctx.db.users.update_one(guard, {"$inc": change}).matched_count != 1:
+        if add_value >= 0:
+            raise errors.BadRequest(f"add_value would take the balance over {MAX_BALANCE}")
+        raise errors.FundsTooLow(user_id)
+
+
+def own_balance(ctx, user_id, token):
+    return authenticate(ctx, user_id, token)["balance"]

@@ -1,0 +1,44 @@
+"""Model-level fixtures: a fresh embedded database and a clock the test moves."""
+import uuid
+
+import pytest
+
+from be.backend import Backend
+from be.clock import ManualClock
+from be.config import Settings
+from be.model import stores, users
+
+
+@pytest.fixture
+def ctx():
+    settings = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
+                                 pay_timeout_s=900, receive_timeout_s=604800)
+    return Backend(settings, clock=ManualClock())
+
+
+def new_id(prefix):
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def make_user(ctx):
+    """Register and log in a user; returns (user_id, password, token)."""
+    def make(prefix="user", funds=0):
+        user_id, password = new_id(prefix), "pw_" + prefix
+        users.register(ctx, user_id, password)
+        token = users.login(ctx, user_id, password, "terminal")
+        if funds:
+            users.add_funds(ctx, user_id, password, funds)
+        return user_id, password, token
+    return make
+
+
+@pytest.fixture
+def shop(ctx, make_user):
+    """A seller with one store listing two books (price 1000 and 250, stock 10 and 5)."""
+    seller, _, token = make_user("seller")
+    store_id = new_id("store")
+    stores.create_store(ctx, seller, token, store_id)
+    stores.add_book(ctx, seller, token, store_id, {"id": "b1", "title": "三体", "price": 1000}, 10)
+    stores.add_book(ctx, seller, token, store_id, {"id": "b2", "title": "Dune", "price": 250}, 5)
+    return {"seller": seller, "token": token, "store_id": store_id}

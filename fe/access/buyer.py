@@ -1,0 +1,59 @@
+from urllib.parse import urljoin
+
+from fe.access.auth import Auth
+from fe.access.client import get, post
+
+
+class Buyer:
+    def __init__(self, url_prefix, user_id, password):
+        self.root = url_prefix
+        self.url_prefix = urljoin(url_prefix, "buyer/")
+        self.user_id = user_id
+        self.password = password
+        self.terminal = "my terminal"
+        code, self.token = Auth(url_prefix).login(user_id, password, self.terminal)
+        assert code == 200
+
+    def new_order(self, store_id: str, book_id_and_count: [(str, int)]) -> (int, str):
+        books = [{"id": book_id, "count": count} for book_id, count in book_id_and_count]
+        r = post(urljoin(self.url_prefix, "new_order"),
+                 {"user_id": self.user_id, "store_id": store_id, "books": books}, self.token)
+        return r.status_code, r.json().get("order_id")
+
+    def payment(self, order_id: str) -> int:
+        r = post(urljoin(self.url_prefix, "payment"),
+                 {"user_id": self.user_id, "password": self.password, "order_id": order_id},
+                 self.token)
+        return r.status_code
+
+    def add_funds(self, add_value: int) -> int:
+        r = post(urljoin(self.url_prefix, "add_funds"),
+                 {"user_id": self.user_id, "password": self.password, "add_value": add_value},
+                 self.token)
+        return r.status_code
+
+    # order lifecycle and queries
+
+    def receive(self, order_id: str) -> int:
+        r = post(urljoin(self.url_prefix, "receive"),
+                 {"user_id": self.user_id, "order_id": order_id}, self.token)
+        return r.status_code
+
+    def cancel_order(self, order_id: str) -> int:
+        r = post(urljoin(self.url_prefix, "cancel_order"),
+                 {"user_id": self.user_id, "order_id": order_id}, self.token)
+        return r.status_code
+
+    def orders(self, state=None, page=None, page_size=None) -> (int, dict):
+        params = {"user_id": self.user_id, "state": state, "page": page, "page_size": page_size}
+        r = get(urljoin(self.url_prefix, "orders"),
+                {k: v for k, v in params.items() if v is not None}, self.token)
+        return r.status_code, r.json()
+
+    def balance(self) -> (int, int):
+        r = get(urljoin(self.url_prefix, "balance"), {"user_id": self.user_id}, self.token)
+        return r.status_code, r.json().get("balance")
+
+    def order(self, order_id: str) -> (int, dict):
+        r = get(urljoin(self.root, f"orders/{order_id}"), {"user_id": self.user_id}, self.token)
+        return r.status_code, r.json().get("order")

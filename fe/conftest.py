@@ -1,0 +1,33 @@
+"""REST test fixtures: one real server (waitress, in this process, on a free port)
+over a fresh embedded database, and a generated book file for fe.access.book."""
+import threading
+
+import pytest
+from waitress.server import create_server
+
+from be.api import create_app
+from be.backend import Backend
+from be.config import Settings
+from fe import conf
+from scripts.gen_books import generate
+
+TEST_SETTINGS = dict(password_method="pbkdf2:sha256:1000")
+
+
+@pytest.fixture(scope="session")
+def backend():
+    return Backend(Settings.from_env(mongodb_uri="", **TEST_SETTINGS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server(backend, tmp_path_factory):
+    """Serve the API for the whole session and point fe.conf at it."""
+    book_db = tmp_path_factory.mktemp("books") / "book.db"
+    generate(str(book_db), 300, seed=7)
+    conf.Book_DB = str(book_db)
+    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    conf.URL = f"http://127.0.0.1:{srv.effective_port}/"
+    yield srv
+    srv.close()
