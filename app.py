@@ -6,6 +6,8 @@ timeout watcher runs in this process.
 """
 import argparse
 import logging
+import signal
+import threading
 
 from waitress import serve
 
@@ -28,8 +30,37 @@ def main(argv=None):
     backend = Backend()
     log.info("engine: %s", backend.engine.describe())
     app = create_app(backend)
+    if args.demo:
+        from be import demo
+        print(demo.instructions(demo.setup(backend), f"http://{args.host}:{args.port}/"), flush=True)
+    sweeper = _start_sweeper(backend)
     log.info("serving on http://%s:%d/", args.host, args.port)
-    serve(app, host=args.host, port=args.port, threads=args.threads, ident="bookstore")
+    try:
+        serve(app, host=args.host, port=args.port, threads=args.threads, ident="bookstore")
+    finally:
+        if sweeper is not None:
+            sweeper.stop()
+            log.info("timeouts: sweeper stopped")
+
+
+def _start_sweeper(backend):
+    """Embedded engine: no TTL monitor, no change streams, so a thread here sweeps for
+    overdue orders. With MongoDB the separate watcher (python -m be.watcher) does it.
+    SIGTERM stops the server like Ctrl-C does, so the thread is stopped cleanly."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_exit)
+    if not backend.settings.embedded:
+        log.info("timeouts: run the watcher (python -m be.watcher) next to this server")
+        return None
+    from be.watcher import Sweeper
+    interval = backend.settings.sweep_interval_s
+    log.info("timeouts: embedded engine has no TTL monitor or change streams; a sweep every "
+             "%ss in this process is the only driver of payment and receipt timeouts", interval)
+    return Sweeper(backend, interval).start()
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ INDEXES = {
         ([("book_id", ASC), ("store_id", ASC)], {}),
     ],
     "pictures": [([("book_id", ASC), ("n", ASC)], {})],
+    # search: multikey over the "<field>:<term>" strings (be.model.search)
+    "books": [([("terms", ASC)], {})],
     "orders": [
         ([("buyer_id", ASC), ("created_at", DESC), ("_id", DESC)], {}),
         ([("buyer_id", ASC), ("state", ASC), ("created_at", DESC), ("_id", DESC)], {}),

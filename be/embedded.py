@@ -6,17 +6,25 @@ adapts it without changing how the application calls pymongo:
 
 * every collection call runs under one process-wide lock, so each call is atomic
   as a single-document MongoDB operation is (the server's threads share it);
-* a filter that names a single ``_id`` looks that document up directly instead
-  of scanning (what the real ``_id`` index does);
+* a filter that names a single ``_id`` (or an ``$in`` list of them) looks those
+  documents up directly instead of scanning (what the real ``_id`` index does);
+* unique indexes are checked through a hash map, not a scan per write;
 * TTL expiry runs at most once a second per collection instead of on every read;
 * ``bulk_write`` accepts the operations of current pymongo releases.
 
-``observer`` (if set) sees every call: the tests count round trips and record
-query shapes through it.
+``observer`` (if set) sees every call of one engine: the tests count round trips
+through it. Functions in ``OBSERVERS`` see every call of every engine in the
+process: the index test records the suite's query shapes through it.
 """
+import copy
+import datetime
 import functools
+import re
 import threading
 import time
+import types
+
+import bson
 
 import mongomock
 from mongomock import collection as _mm_collection
@@ -24,6 +32,49 @@ from mongomock import store as _mm_store
 
 _LOCK = threading.RLock()
 _PATCHED = False
+OBSERVERS = []  # process-wide observers: f(collection, method, args, kwargs)
+
+
+def _plain_key(value):
+    return not isinstance(value, (dict, list, tuple, re.Pattern)) and value is not None
+
+
+def _store_key(doc_id):
+    return mongomock.helpers.hashdict(doc_id) if isinstance(doc_id, dict) else doc_id
+
+
+def _unique_value(doc, index):
+    """The tuple a unique index holds for ``doc``; None when a value is an array
+    or a sub-document (left to mongomock's own check)."""
+    values = []
+    for field, _ in index["key"]:
+        try:
+            value = mongomock.helpers.get_value_by_dot(doc, field)
+        except KeyError:
+            value = None
+        if isinstance(value, (dict, list, tuple)):
+            return None
+        values.append(value)
+    return tuple(values)
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, datetime.datetime,
+                        bson.ObjectId, bson.Decimal128, bson.Int64, bson.Timestamp})
+
+
+def _deepcopy(value, memo=None):
+    cls = type(value)
+    if cls is dict:
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if cls is list:
+        return [_deepcopy(v) for v in value]
+    if cls in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value, memo)
+
+
+def _shallow_copy(value):
+    return value if type(value) in _IMMUTABLE else copy.copy(value)
 
 
 def _patch_mongomock():
@@ -43,9 +94,53 @@ def _patch_mongomock():
             if doc is None:
                 return iter(())
             return iter([doc]) if _mm_collection.filter_applies(filter, doc) else iter(())
+        keys = key.get("$in") if isinstance(key, dict) and len(key) == 1 else None
+        if isinstance(keys, (list, tuple)) and all(_plain_key(k) for k in keys):
+            # {_id: {$in: [...]}}: one lookup per id, as the _id index does
+            store = self._store
+            store._remove_expired_documents()
+            docs = (store._documents.get(k) for k in dict.fromkeys(keys))
+            return iter([d for d in docs
+                         if d is not None and _mm_collection.filter_applies(filter, d)])
         return original_iter(self, filter)
 
     _mm_collection.Collection._iter_documents = _iter_documents
+
+    original_uniques = _mm_collection.Collection._ensure_uniques
+
+    def _ensure_uniques(self, new_data):
+        # mongomock scans the whole collection for every unique index on every
+        # insert and update. Keep, per unique index, a map key value -> _id of the
+        # document that took it; an entry is believed only if that document still
+        # holds the value, so deletes and key changes need no bookkeeping.
+        store = self._store
+        plain = [(name, index) for name, index in store.indexes.items() if index.get("unique")]
+        if not plain:
+            return
+        if any(index.get("sparse") or index.get("partialFilterExpression") is not None
+               for _, index in plain):
+            return original_uniques(self, new_data)
+        values = [_unique_value(new_data, index) for _, index in plain]
+        if any(v is None for v in values):  # arrays or sub-documents: the slow, exact check
+            return original_uniques(self, new_data)
+        maps = store.__dict__.setdefault("_unique_maps", {})
+        doc_key = _store_key(new_data["_id"])
+        for (name, index), value in zip(plain, values):
+            entry = maps.get(name)
+            if entry is None or entry[0] is not index:
+                entry = maps[name] = (index, {})
+                for key, doc in store._documents.items():
+                    existing = _unique_value(doc, index)
+                    if existing is not None:
+                        entry[1][existing] = key
+            holder = entry[1].get(value)
+            if holder is not None and holder != doc_key:
+                other = store._documents.get(holder)
+                if other is not None and _unique_value(other, index) == value:
+                    raise _mm_collection.DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+            entry[1][value] = doc_key
+
+    _mm_collection.Collection._ensure_uniques = _ensure_uniques
 
     original_expire = _mm_store.CollectionStore._remove_expired_documents
 
@@ -57,6 +152,11 @@ def _patch_mongomock():
         original_expire(self)
 
     _mm_store.CollectionStore._remove_expired_documents = _remove_expired_documents
+
+    # mongomock snapshots every document it updates and copies every document it
+    # returns with copy.deepcopy/copy.copy; stored documents hold only dicts, lists
+    # and immutable BSON values, which a plain recursive copy handles far faster.
+    _mm_collection.copy = types.SimpleNamespace(deepcopy=_deepcopy, copy=_shallow_copy)
 
     builder = _mm_collection.BulkOperationBuilder
     for name in ("add_update", "add_replace", "add_delete"):
@@ -86,6 +186,8 @@ class LockedCollection:
             observer = self._engine.observer
             if observer is not None:
                 observer(self.name, name, args, kwargs)
+            for watcher in OBSERVERS:
+                watcher(self.name, name, args, kwargs)
             with _LOCK:
                 result = attr(*args, **kwargs)
                 if isinstance(result, _mm_collection.Cursor):

@@ -2,10 +2,10 @@
 import logging
 
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from be import errors
-from be.api import auth, buyer, orders, seller
+from be.api import auth, buyer, orders, search, seller
 
 log = logging.getLogger("bookstore")
 
@@ -16,7 +16,7 @@ def create_app(backend):
     app.config["MAX_CONTENT_LENGTH"] = backend.settings.max_body_bytes
     app.json.ensure_ascii = False
     app.json.sort_keys = False
-    for module in (auth, seller, buyer, orders):
+    for module in (auth, seller, buyer, orders, search):
         app.register_blueprint(module.bp)
 
     @app.get("/ping")
@@ -30,7 +30,10 @@ def create_app(backend):
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
-        return jsonify(message=exc.description or exc.name), exc.code
+        response = jsonify(message=exc.description or exc.name)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # RFC 9110: 405 lists them
+        return response, exc.code
 
     @app.errorhandler(Exception)
     def unexpected(exc):

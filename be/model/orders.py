@@ -53,6 +53,8 @@ def _refuse(order, action):
         if order["busy"]["step"] == "pay" and action == "pay":
             raise errors.BadOrderState(order["_id"], "being paid", "it can be paid once")
         raise errors.Busy(order["_id"])
+    if action == "pay" and order.get("cancel_reason") == "timeout":
+        raise errors.OrderExpired(order["_id"])
     raise errors.BadOrderState(order["_id"], order["state"], f"cannot {action} it")
 
 
@@ -211,7 +213,13 @@ def new_order(ctx, user_id, token, store_id, lines):
         {"$set": {"busy": {"step": "effects", "owner": owner, "since": now,
                            "todo": ["~reserve"]}}},
         return_document=AFTER)
-    if reserved is None or _finish(ctx, reserved) is None:
+    if reserved is None:
+        # Our lease ran out before the reservation was recorded: recovery has dropped
+        # (or is dropping) the order, possibly before our bulk above landed. Give back
+        # what we reserved; undo moves only marked stock, so it never gives twice.
+        effects.undo(ctx.db, order, "reserve")
+        raise errors.Busy(oid)
+    if _finish(ctx, reserved) is None:
         raise errors.Busy(oid)  # our lease ran out; recovery has taken the order over
     ctx.db.pending.update_one(
         {"_id": _pay_timer(oid)},

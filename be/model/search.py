@@ -1,10 +1,405 @@
-"""Book search terms (first cut: whitespace/character terms; see issue 5)."""
-import re
+"""Book search: Chinese-aware terms on the book document, one multikey index.
 
-_WORD = re.compile(r"[A-Za-z0-9]+|[\u4e00-\u9fff]")
+Indexing (``index_fields``, called by ``stores.add_book`` on every write of a
+book, so the terms follow the info): each searchable field is cut into terms
+and stored in one array ``terms`` of ``"<field code>:<term>"`` strings, served
+by the multikey index ``books.terms`` declared in ``be.db.INDEXES``.
+
+Terms of a text (after NFKC folding and lower-casing, so full-width and
+half-width forms and upper and lower case meet):
+
+* English and digits: each word (``[^\\W_]`` runs), e.g. ``python``, ``2``;
+* Chinese (and other CJK) runs: the words jieba's search mode cuts them into
+  (``cut_for_search``: each word plus the dictionary 2- and 3-character words
+  inside it), plus every character bigram of the run, so any two adjacent
+  characters of a title can be looked up;
+* in the short fields (title, author, publisher, tags) also every single
+  character, so a one-character query finds them.
+
+The long fields (book_intro, author_intro, content) keep only their first
+``LONG_FIELD_CAP`` distinct terms and the short fields ``SHORT_FIELD_CAP``:
+the index stays a few hundred keys per book however long a text is, and words
+past the cap in a very long content are not searchable.
+
+A query is cut the same way, into units that must all match (in any of the
+chosen fields): each jieba word of 2-3 characters as is; a longer word as the
+dictionary words inside it (so "人民共和国" finds "中华人民共和国", whose search
+mode cut holds 人民, 共和, 共和国); a lone character as the bigram it forms with
+its neighbour (or as itself when the query is that one character); English
+words as words. Each unit is a ``$in`` over its keys in the chosen fields; the
+units are ANDed. Every unit is a key the book stores whenever the query text
+occurs in the field as whole jieba words or as adjacent characters.
+
+Ranking is computed here from the candidates' short display fields (the filter
+guarantees every unit matched some chosen field): an exact title first, then
+the sum over units of the weight of the best field holding it (title 8, author
+and tags 4, publisher 2, intros and content 1), then the number of (unit,
+field) matches, then book_id. Candidates are read with only the display
+fields, never the term arrays, content or pictures.
+
+Scope: site-wide searches only books some store lists (``listed``, set by
+``mark_listed`` after a listing is written); a store's search joins the
+candidates with that store's listings through the (store_id, book_id) index.
+"""
+import logging
+import re
+import threading
+import unicodedata
+
+import jieba
+
+from be import errors
+
+jieba.setLogLevel(logging.WARNING)
+
+# field name -> key prefix in ``terms``
+FIELDS = {
+    "title": "ti", "author": "au", "publisher": "pu", "tags": "tg",
+    "book_intro": "bi", "author_intro": "ai", "content": "co",
+}
+DEFAULT_FIELDS = ("title", "author", "tags", "book_intro")
+SHORT_FIELDS = ("title", "author", "publisher", "tags")
+WEIGHTS = {"title": 8, "author": 4, "tags": 4, "publisher": 2,
+           "book_intro": 1, "author_intro": 1, "content": 1}
+SHORT_FIELD_CAP = 400
+LONG_FIELD_CAP = 256
+MAX_TERM_CHARS = 32
+MAX_QUERY_CHARS = 256
+MAX_QUERY_UNITS = 24
+SNIPPET_CHARS = 60
+
+# Fields a hit shows; the candidate read projects only these.
+DISPLAY = ("title", "author", "publisher", "pub_year", "tags", "price")
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
+
+_init_lock = threading.Lock()
+_ready = False
+
+
+def _jieba():
+    """jieba with its dictionary loaded (once per process, ~1 s)."""
+    global _ready
+    if not _ready:
+        with _init_lock:
+            if not _ready:
+                jieba.initialize()
+                _ready = True
+    return jieba
+
+
+def normalize(text):
+    return unicodedata.normalize("NFKC", text or "").lower()
+
+
+def _tokens(text):
+    """(is_cjk, run) pairs of a normalized text, in order."""
+    for m in _TOKEN.finditer(text):
+        if m.group(1):
+            yield True, m.group(1)
+        else:
+            yield False, m.group(2)
+
+
+def _field_text(info, field):
+    value = info.get(field)
+    if field == "tags":
+        # one tag per line: no bigram spans two tags
+        return "\n".join(str(t) for t in (value or []))
+    return str(value) if value is not None else ""
+
+
+# ---------------------------------------------------------------- indexing
+
+def text_terms(text, short=False, cap=None):
+    """The distinct terms of ``text``, in the order they first occur."""
+    seg = _jieba()
+    seen = {}
+    limit = cap or SHORT_FIELD_CAP
+
+    def add(term):
+        if len(seen) < limit and term not in seen and len(term) <= MAX_TERM_CHARS:
+            seen[term] = None
+
+    for cjk, run in _tokens(normalize(text)):
+        if not cjk:
+            add(run)
+            continue
+        for word in seg.cut_for_search(run, HMM=False):
+            if len(word) > 1:
+                add(word)
+        for i in range(len(run) - 1):
+            add(run[i:i + 2])
+        if short:
+            for ch in run:
+                add(ch)
+        elif len(run) == 1:
+            add(run)
+        if len(seen) >= limit:
+            break
+    return list(seen)
 
 
 def index_fields(info):
-    text = " ".join(str(info.get(f) or "") for f in ("title", "author"))
-    text += " " + " ".join(info.get("tags") or [])
-    return {"terms": sorted({w.lower() for w in _WORD.findall(text)})}
+    """The search fields ``add_book`` stores on the book document."""
+    terms = []
+    for field, code in FIELDS.items():
+        short = field in SHORT_FIELDS
+        cap = SHORT_FIELD_CAP if short else LONG_FIELD_CAP
+        terms.extend(f"{code}:{t}" for t in text_terms(_field_text(info, field), short, cap))
+    return {"terms": terms}
+
+
+def mark_listed(ctx, book_id):
+    """Record that some store lists the book: called after its listing is
+    written (and again when add_book finds the listing there), so a crash in
+    between can hide a book from site-wide search until the retry, never show
+    one that no store lists."""
+    ctx.db.books.update_one({"_id": book_id, "listed": {"$ne": True}},
+                            {"$set": {"listed": True}})
+
+
+# ---------------------------------------------------------------- queries
+
+def _word_units(seg, word):
+    """Query units of a jieba word of 4+ characters: the dictionary words of
+    2-3 characters inside it when they cover it, else the word itself."""
+    inner = [g for g in seg.cut_for_search(word, HMM=False) if 1 < len(g) < len(word)]
+    covered = set()
+    for g in inner:
+        start = word.find(g)
+        while start != -1:
+            covered.update(range(start, start + len(g)))
+            start = word.find(g, start + 1)
+    return inner if len(covered) == len(word) else [word]
+
+
+def query_units(q, whole_words=True):
+    """The terms a query must match, each once, in query order. With
+    ``whole_words`` off, words of 3+ characters become their bigrams: the
+    fallback that finds a fragment cutting across the book's own words."""
+    seg = _jieba()
+    units = {}
+    for cjk, run in _tokens(normalize(q)):
+        if not cjk:
+            units[run[:MAX_TERM_CHARS]] = None
+            continue
+        if len(run) == 1:
+            units[run] = None
+            continue
+        pos = 0
+        for word in seg.cut(run, HMM=False):
+            if len(word) == 1:
+                pair = run[pos:pos + 2] if pos + 1 < len(run) else run[pos - 1:pos + 1]
+                units[pair] = None
+            elif len(word) == 2:
+                units[word] = None
+            elif not whole_words:
+                units.update(dict.fromkeys(word[i:i + 2] for i in range(len(word) - 1)))
+            elif len(word) == 3:
+                units[word] = None
+            else:
+                units.update(dict.fromkeys(_word_units(seg, word)))
+            pos += len(word)
+    return list(units)[:MAX_QUERY_UNITS]
+
+
+def parse_fields(text):
+    """``fields`` as given in a request (comma-separated) -> tuple of names."""
+    if text is None:
+        return DEFAULT_FIELDS
+    names = [f.strip() for f in str(text).split(",")]
+    if not any(names):
+        raise errors.BadRequest("fields must name at least one of " + ", ".join(FIELDS))
+    for name in names:
+        if name not in FIELDS:
+            raise errors.BadRequest(
+                f"unknown search field '{name}': choose from {', '.join(FIELDS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def book_filter(units, fields, site_wide):
+    """The books query: every unit in one of ``fields``; its leading key
+    ``terms`` is the multikey index's (each unit a ``$in`` of index keys)."""
+    clauses = [{"terms": {"$in": [f"{FIELDS[f]}:{u}" for f in fields]}} for u in units]
+    query = dict(clauses[0])
+    if len(clauses) > 1:
+        query["$and"] = clauses[1:]
+    if site_wide:
+        query["listed"] = True
+    return query
+
+
+class _View:
+    """A short field of a candidate, folded like the index folds it."""
+    __slots__ = ("text", "compact", "_words")
+
+    def __init__(self, text):
+        self.text = normalize(text)
+        self.compact = "\n".join(_compact(line) for line in self.text.split("\n"))
+        self._words = None
+
+    def has(self, unit):
+        if _is_cjk(unit):
+            return unit in self.text
+        if self._words is None:
+            self._words = {m.group(2) for m in _TOKEN.finditer(self.text) if m.group(2)}
+        return unit in self._words
+
+
+def _is_cjk(unit):
+    return bool(_TOKEN.match(unit).group(1))
+
+
+def _compact(text):
+    """Letters, digits and CJK only: what "the same title" compares."""
+    return "".join(m.group(0) for m in _TOKEN.finditer(normalize(text)))
+
+
+def _rank(doc, units, fields, q_compact):
+    """(sort key, best field per unit) of a candidate. The key orders: the
+    exact title first; then the score: each unit adds the weight of the best
+    chosen field holding it (a long field when no short one does), and each
+    short field holding the whole query as one phrase, or an author or tag
+    equal to it, adds its weight again; then the number of (unit, field)
+    matches; then book_id."""
+    views = {f: _View(_field_text(doc, f)) for f in fields if f in SHORT_FIELDS}
+    long_weight = 1 if any(f not in SHORT_FIELDS for f in fields) else 0
+    score = places = 0
+    best_fields = []
+    for unit in units:
+        hits = [f for f, v in views.items() if v.has(unit)]
+        places += len(hits)
+        best = max(hits, key=WEIGHTS.get) if hits else None
+        score += WEIGHTS[best] if best else long_weight
+        best_fields.append(best)
+    for f, view in views.items():
+        if q_compact and q_compact in view.compact:
+            score += WEIGHTS[f]
+    if "author" in views and views["author"].compact == q_compact:
+        score += WEIGHTS["author"]
+    if "tags" in views and q_compact in views["tags"].compact.split("\n"):
+        score += WEIGHTS["tags"]
+    exact = "title" in views and views["title"].compact == q_compact
+    return (-int(exact), -score, -places, doc["_id"]), best_fields
+
+
+def _snippet(text, units):
+    """About SNIPPET_CHARS of ``text`` around the first unit found in it."""
+    folded = unicodedata.normalize("NFKC", text or "")
+    lower = folded.lower()
+    at = min((i for i in (lower.find(u) for u in units) if i >= 0), default=0)
+    start = max(0, at - SNIPPET_CHARS // 3)
+    piece = folded[start:start + SNIPPET_CHARS].replace("\n", " ").strip()
+    return ("…" if start > 0 else "") + piece + ("…" if start + SNIPPET_CHARS < len(folded) else "")
+
+
+def search_books(ctx, q, fields=None, store_id=None, page=1, page_size=20):
+    """One page of the books matching every term of ``q`` in ``fields`` (names,
+    or the request's comma-separated text; None for the default), best first;
+    ``store_id`` restricts to that store's books, with its price and stock.
+    Returns (hits, total)."""
+    q = (q or "").strip()
+    if not q:
+        raise errors.BadRequest("q must not be empty")
+    if len(q) > MAX_QUERY_CHARS:
+        raise errors.BadRequest(f"q is longer than {MAX_QUERY_CHARS} characters")
+    fields = parse_fields(fields) if fields is None or isinstance(fields, str) else fields
+    for f in fields:
+        if f not in FIELDS:
+            raise errors.BadRequest(f"unknown search field '{f}'")
+    if page < 1 or page_size < 1:
+        raise errors.BadRequest("page and page_size count from 1")
+    units = query_units(q)
+    if not units:
+        raise errors.BadRequest("q holds no searchable word")
+    if store_id is not None and ctx.db.stores.find_one({"_id": store_id}, {"_id": 1}) is None:
+        raise errors.NoSuchStore(store_id)
+
+    candidates, listings = _matches(ctx, units, fields, store_id)
+    if not candidates:
+        fragments = query_units(q, whole_words=False)
+        if fragments != units:
+            units = fragments
+            candidates, listings = _matches(ctx, units, fields, store_id)
+
+    q_compact = _compact(q)
+    ranked = sorted((_rank(d, units, fields, q_compact) + (d,) for d in candidates),
+                    key=lambda r: r[0])
+    total = len(ranked)
+    start = (page - 1) * page_size
+    window = ranked[start:start + page_size]
+
+    # Where a page hit matched no short field, its snippet comes from the long
+    # fields searched: read them for those few books only.
+    long_fields = [f for f in fields if f not in SHORT_FIELDS]
+    need = [d["_id"] for _, best, d in window if not any(best) and long_fields]
+    texts = {}
+    if need:
+        for row in ctx.db.books.find({"_id": {"$in": need}}, dict.fromkeys(long_fields, 1)):
+            texts[row["_id"]] = row
+
+    hits = []
+    for _, best, doc in window:
+        hit = {"book_id": doc["_id"]}
+        hit.update({f: doc.get(f) for f in DISPLAY})
+        if store_id is not None:
+            listing = listings[doc["_id"]]
+            hit["price"] = listing.get("price")
+            hit["stock_level"] = listing.get("stock_level")
+        hit["snippet"] = _hit_snippet(doc, texts.get(doc["_id"]), best, units, long_fields)
+        hits.append(hit)
+    return hits, total
+
+
+def _matches(ctx, units, fields, store_id):
+    """The candidate books (display fields only) and, in a store, its listings
+    of them by book_id."""
+    projection = dict.fromkeys(DISPLAY, 1)
+    candidates = list(ctx.db.books.find(book_filter(units, fields, store_id is None), projection))
+    listings = {}
+    if store_id is not None and candidates:
+        rows = ctx.db.listings.find(
+            {"store_id": store_id, "book_id": {"$in": [d["_id"] for d in candidates]}},
+            {"book_id": 1, "price": 1, "stock_level": 1, "_id": 0})
+        listings = {r["book_id"]: r for r in rows}
+        candidates = [d for d in candidates if d["_id"] in listings]
+    return candidates, listings
+
+
+def _hit_snippet(doc, long_doc, best, units, long_fields):
+    field = max((f for f in best if f), key=WEIGHTS.get, default=None)
+    if field is not None:
+        return _snippet(_field_text(doc, field), units)
+    for f in long_fields:
+        text = _field_text(long_doc or {}, f)
+        if any(u in normalize(text) for u in units):
+            return _snippet(text, units)
+    return None
+
+
+# ---------------------------------------------------------------- one book
+
+def get_book(ctx, book_id):
+    """A book's info (no pictures, no search terms), picture_count, and the
+    stores listing it with their price and stock."""
+    book = ctx.db.books.find_one({"_id": book_id}, {"terms": 0, "listed": 0})
+    if book is None:
+        raise errors.NoSuchBook(book_id)
+    for key in ("_id", "created_at", "updated_at"):
+        book.pop(key, None)
+    reply = {"book_id": book_id, **book}
+    reply.setdefault("picture_count", 0)
+    reply["listings"] = list(ctx.db.listings.find(
+        {"book_id": book_id}, {"store_id": 1, "price": 1, "stock_level": 1, "_id": 0},
+        sort=[("book_id", 1), ("store_id", 1)]))
+    return reply
+
+
+def get_picture(ctx, book_id, n):
+    """(bytes, content type) of picture ``n`` of the book, or None."""
+    row = ctx.db.pictures.find_one({"_id": f"{book_id}#{n}"})
+    if row is None:
+        return None
+    return bytes(row["data"]), row.get("content_type") or "application/octet-stream"

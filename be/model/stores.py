@@ -56,6 +56,7 @@ def add_book(ctx, user_id, token, store_id, info, stock_level):
     book_id = info["id"]
     lid = listing_id(store_id, book_id)
     if ctx.db.listings.find_one({"_id": lid}, {"_id": 1}) is not None:
+        _mark_listed(ctx, book_id)  # repairs a crash between the listing and its flag
         raise errors.BookExists(book_id)
     pictures = _decode_pictures(book_id, info.get("pictures"))
     now = ctx.clock.now()
@@ -80,12 +81,19 @@ def add_book(ctx, user_id, token, store_id, info, stock_level):
         })
     except DuplicateKeyError:
         raise errors.BookExists(book_id)
+    _mark_listed(ctx, book_id)
 
 
 def _search_fields(info):
     """Fields the search index reads; kept in step with the info on every write."""
     from be.model import search
     return search.index_fields(info)
+
+
+def _mark_listed(ctx, book_id):
+    """Site-wide search shows only listed books: flagged once a listing exists."""
+    from be.model import search
+    search.mark_listed(ctx, book_id)
 
 
 def picture_type(data):

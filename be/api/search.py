@@ -1,0 +1,39 @@
+"""Book search and book details (issue 5): no token needed."""
+from typing import Annotated, Optional
+
+from flask import Blueprint, abort
+from pydantic import StringConstraints
+
+from be.api.common import backend, ok, query
+from be.api.schemas import Id, PageQuery
+from be.model import search
+
+bp = Blueprint("search", __name__)
+
+
+class SearchQuery(PageQuery):
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                        max_length=search.MAX_QUERY_CHARS)]
+    fields: Optional[str] = None  # comma-separated; checked by search.parse_fields
+    store_id: Optional[Id] = None
+
+
+@bp.get("/search/books")
+def search_books():
+    a = query(SearchQuery)
+    hits, total = search.search_books(backend(), a.q, a.fields, a.store_id, a.page, a.page_size)
+    return ok(books=hits, total=total, page=a.page, page_size=a.page_size)
+
+
+@bp.get("/books/<book_id>")
+def get_book(book_id):
+    return ok(book=search.get_book(backend(), book_id))
+
+
+@bp.get("/books/<book_id>/pictures/<int:n>")
+def get_picture(book_id, n):
+    picture = search.get_picture(backend(), book_id, n)
+    if picture is None:
+        abort(404, description=f"book {book_id} has no picture {n}")
+    data, content_type = picture
+    return data, 200, {"Content-Type": content_type}

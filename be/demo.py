@@ -1,0 +1,103 @@
+"""``python app.py --demo``: a seller with a store of generated books and a funded
+buyer, made through the model layer at start-up, and the text that tells a new
+user how to try the API with them.
+
+Idempotent: on a real MongoDB that already holds the demo accounts it reuses
+them (and tops the buyer's balance back up) instead of failing.
+"""
+import json
+
+from be import errors
+from be.model import stores, users
+from fe.access.book import COLUMNS, row_to_book
+from scripts.gen_books import iter_books
+
+SELLER = ("demo_seller", "demo-seller-pw")
+BUYER = ("demo_buyer", "demo-buyer-pw")
+STORE = "demo_store"
+FUNDS = 1_000_000   # cents: 10,000.00
+STOCK = 1000
+
+
+def _account(ctx, user_id, password):
+    try:
+        users.register(ctx, user_id, password)
+    except errors.UserExists:
+        pass
+    try:
+        return users.login(ctx, user_id, password, "demo")
+    except errors.AuthorizationFailed:
+        raise SystemExit(f"--demo: user {user_id} exists with another password; "
+                         f"drop it or use a fresh database")
+
+
+def setup(ctx, books=50, seed=2024):
+    """Create (or reuse) the demo seller, store, books and buyer; returns a dict
+    with their ids, passwords, tokens and the books listed."""
+    seller_token = _account(ctx, *SELLER)
+    try:
+        stores.create_store(ctx, SELLER[0], seller_token, STORE)
+    except errors.StoreExists:
+        stores.owned_store(ctx, SELLER[0], STORE)  # 401 if someone else owns it
+    listed = []
+    for row in iter_books(books, seed=seed):
+        info = row_to_book(tuple(row[c] for c in COLUMNS)).__dict__
+        try:
+            stores.add_book(ctx, SELLER[0], seller_token, STORE, info, STOCK)
+        except errors.BookExists:
+            pass
+        listed.append({"id": info["id"], "title": info["title"], "price": info["price"]})
+    buyer_token = _account(ctx, *BUYER)
+    balance = users.own_balance(ctx, BUYER[0], buyer_token)
+    if balance < FUNDS:
+        users.add_funds(ctx, BUYER[0], BUYER[1], FUNDS - balance)
+    return {
+        "seller": {"user_id": SELLER[0], "password": SELLER[1], "token": seller_token},
+        "buyer": {"user_id": BUYER[0], "password": BUYER[1], "token": buyer_token,
+                  "balance": max(balance, FUNDS)},
+        "store_id": STORE,
+        "books": listed,
+    }
+
+
+def _curl(url, path, body, token=None):
+    head = f" -H 'token: {token}'" if token else ""
+    data = json.dumps(body, ensure_ascii=False)
+    return (f"curl -s -X POST {url}{path} -H 'Content-Type: application/json'{head} "
+            f"-d '{data}'")
+
+
+def instructions(demo, url):
+    """What to print: the credentials and a few curl commands that work as shown."""
+    if not url.endswith("/"):
+        url += "/"
+    s, b = demo["seller"], demo["buyer"]
+    first, second = demo["books"][0], demo["books"][1]
+    lines = [
+        "",
+        "Demo data ready:",
+        f"  seller  {s['user_id']} / {s['password']}  owns store {demo['store_id']} "
+        f"with {len(demo['books'])} books ({STOCK} copies each)",
+        f"  buyer   {b['user_id']} / {b['password']}  balance {b['balance']} cents",
+        f"  buyer token (valid for the token lifetime): {b['token']}",
+        f"  e.g. book {first['id']} \"{first['title']}\" at {first['price']} cents",
+        "",
+        "Try it:",
+        "  # list the store's books (as the seller)",
+        f"  curl -s '{url}seller/books?user_id={s['user_id']}&store_id={demo['store_id']}'"
+        f" -H 'token: {s['token']}'",
+        "  # order two books (as the buyer); the reply carries the order_id",
+        "  " + _curl(url, "buyer/new_order",
+                     {"user_id": b["user_id"], "store_id": demo["store_id"],
+                      "books": [{"id": first["id"], "count": 1},
+                                {"id": second["id"], "count": 2}]}, b["token"]),
+        "  # pay it (put the order_id from the reply in place of ORDER_ID)",
+        "  " + _curl(url, "buyer/payment",
+                     {"user_id": b["user_id"], "order_id": "ORDER_ID",
+                      "password": b["password"]}),
+        "  # log in again for a fresh token",
+        "  " + _curl(url, "auth/login",
+                     {"user_id": b["user_id"], "password": b["password"], "terminal": "curl"}),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,209 @@
+"""Stores, listings and stock (be.model.stores) on the embedded engine."""
+import base64
+
+import pytest
+
+from be import errors
+from be.db import listing_id
+from be.model import stores
+from be.tests.conftest import new_id
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 32
+
+
+def listing(ctx, store_id, book_id):
+    return ctx.db.listings.find_one({"_id": listing_id(store_id, book_id)})
+
+
+def stock(ctx, store_id, book_id):
+    return listing(ctx, store_id, book_id)["stock_level"]
+
+
+@pytest.fixture
+def seller(ctx, make_user):
+    uid, _, token = make_user("seller")
+    store_id = new_id("store")
+    stores.create_store(ctx, uid, token, store_id)
+    return uid, token, store_id
+
+
+# ---------------------------------------------------------------- create_store
+
+def test_create_store_records_owner(ctx, seller):
+    uid, _, store_id = seller
+    assert ctx.db.stores.find_one({"_id": store_id})["owner_id"] == uid
+
+
+def test_create_store_existing_is_514_and_keeps_owner(ctx, seller, make_user):
+    uid, token, store_id = seller
+    with pytest.raises(errors.StoreExists) as exc:
+        stores.create_store(ctx, uid, token, store_id)
+    assert exc.value.code == 514
+    other, _, other_token = make_user("other")
+    with pytest.raises(errors.StoreExists):
+        stores.create_store(ctx, other, other_token, store_id)
+    assert ctx.db.stores.find_one({"_id": store_id})["owner_id"] == uid
+
+
+def test_create_store_unknown_user_511_bad_token_401(ctx, make_user):
+    uid, _, token = make_user()
+    with pytest.raises(errors.NoSuchUser) as exc:
+        stores.create_store(ctx, new_id("ghost"), token, new_id("s"))
+    assert exc.value.code == 511
+    with pytest.raises(errors.AuthorizationFailed):
+        stores.create_store(ctx, uid, "bogus", new_id("s"))
+    assert ctx.db.stores.count_documents({}) == 0
+
+
+# ---------------------------------------------------------------- add_book
+
+def test_add_book_writes_catalog_and_listing(ctx, seller):
+    uid, token, store_id = seller
+    info = {"id": "b1", "title": "三体", "author": "刘慈欣", "price": 2300,
+            "tags": ["科幻", "小说"], "pages": 302, "isbn": None}
+    stores.add_book(ctx, uid, token, store_id, info, 7)
+    row = listing(ctx, store_id, "b1")
+    assert (row["store_id"], row["book_id"], row["title"]) == (store_id, "b1", "三体")
+    assert (row["price"], row["stock_level"]) == (2300, 7)
+    book = ctx.db.books.find_one({"_id": "b1"})
+    assert book["author"] == "刘慈欣" and book["tags"] == ["科幻", "小说"] and book["pages"] == 302
+
+
+def test_add_book_without_price_lists_it_at_zero(ctx, seller):
+    uid, token, store_id = seller
+    stores.add_book(ctx, uid, token, store_id, {"id": "free", "title": "Free"}, 1)
+    assert listing(ctx, store_id, "free")["price"] == 0
+
+
+def test_pictures_are_stored_apart_from_book_and_listing(ctx, seller):
+    uid, token, store_id = seller
+    pics = [base64.b64encode(PNG).decode(), base64.b64encode(JPEG).decode()]
+    stores.add_book(ctx, uid, token, store_id,
+                    {"id": "pic", "title": "Pictures", "price": 100, "pictures": pics}, 1)
+    book = ctx.db.books.find_one({"_id": "pic"})
+    assert "pictures" not in book and book["picture_count"] == 2
+    assert "pictures" not in listing(ctx, store_id, "pic")
+    stored = sorted(ctx.db.pictures.find({"book_id": "pic"}), key=lambda d: d["n"])
+    assert [bytes(d["data"]) for d in stored] == [PNG, JPEG]
+    assert [d["content_type"] for d in stored] == ["image/png", "image/jpeg"]
+    # the book's search/catalog doc carries no picture bytes at all
+    assert not any(isinstance(v, (bytes, bytearray)) for v in book.values())
+
+
+def test_bad_base64_picture_is_400_and_writes_nothing(ctx, seller):
+    uid, token, store_id = seller
+    with pytest.raises(errors.BadRequest) as exc:
+        stores.add_book(ctx, uid, token, store_id,
+                        {"id": "bad", "title": "Bad", "pictures": ["!!not base64!!"]}, 1)
+    assert exc.value.code == 400 and "pictures" in exc.value.message
+    assert listing(ctx, store_id, "bad") is None
+    assert ctx.db.books.find_one({"_id": "bad"}) is None
+    assert ctx.db.pictures.count_documents({"book_id": "bad"}) == 0
+
+
+def test_add_book_twice_is_516_and_keeps_stock(ctx, seller):
+    uid, token, store_id = seller
+    stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T", "price": 5}, 3)
+    with pytest.raises(errors.BookExists) as exc:
+        stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T2", "price": 9}, 99)
+    assert exc.value.code == 516
+    row = listing(ctx, store_id, "b1")
+    assert (row["stock_level"], row["price"], row["title"]) == (3, 5, "T")
+
+
+def test_same_book_in_two_stores_is_two_listings(ctx, seller):
+    uid, token, store_id = seller
+    second = new_id("store")
+    stores.create_store(ctx, uid, token, second)
+    stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T", "price": 5}, 3)
+    stores.add_book(ctx, uid, token, second, {"id": "b1", "title": "T", "price": 7}, 4)
+    assert (stock(ctx, store_id, "b1"), stock(ctx, second, "b1")) == (3, 4)
+    assert listing(ctx, second, "b1")["price"] == 7
+
+
+def test_add_book_errors(ctx, seller, make_user):
+    uid, token, store_id = seller
+    info = {"id": "b1", "title": "T"}
+    with pytest.raises(errors.NoSuchUser):
+        stores.add_book(ctx, new_id("ghost"), token, store_id, info, 1)
+    with pytest.raises(errors.NoSuchStore) as exc:
+        stores.add_book(ctx, uid, token, new_id("nostore"), info, 1)
+    assert exc.value.code == 513
+    with pytest.raises(errors.AuthorizationFailed):
+        stores.add_book(ctx, uid, "bogus", store_id, info, 1)
+    other, _, other_token = make_user("other")
+    with pytest.raises(errors.AuthorizationFailed):  # another seller's store
+        stores.add_book(ctx, other, other_token, store_id, info, 1)
+    with pytest.raises(errors.AuthorizationFailed):  # someone else's token
+        stores.add_book(ctx, uid, other_token, store_id, info, 1)
+    assert ctx.db.listings.count_documents({}) == 0
+    assert ctx.db.books.count_documents({}) == 0
+
+
+# ---------------------------------------------------------------- add_stock_level
+
+def test_add_stock_level_adds(ctx, seller):
+    uid, token, store_id = seller
+    stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T"}, 3)
+    stores.add_stock_level(ctx, uid, token, store_id, "b1", 10)
+    stores.add_stock_level(ctx, uid, token, store_id, "b1", 0)
+    assert stock(ctx, store_id, "b1") == 13
+
+
+def test_add_stock_level_errors_change_nothing(ctx, seller, make_user):
+    uid, token, store_id = seller
+    stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T"}, 3)
+    with pytest.raises(errors.NoSuchBook) as exc:
+        stores.add_stock_level(ctx, uid, token, store_id, "b1_x", 1)
+    assert exc.value.code == 515
+    with pytest.raises(errors.NoSuchStore):
+        stores.add_stock_level(ctx, uid, token, new_id("nostore"), "b1", 1)
+    with pytest.raises(errors.NoSuchUser):
+        stores.add_stock_level(ctx, new_id("ghost"), token, store_id, "b1", 1)
+    with pytest.raises(errors.AuthorizationFailed):
+        stores.add_stock_level(ctx, uid, "bogus", store_id, "b1", 1)
+    other, _, other_token = make_user("other")
+    with pytest.raises(errors.AuthorizationFailed):
+        stores.add_stock_level(ctx, other, other_token, store_id, "b1", 1)
+    with pytest.raises(errors.BadRequest):
+        stores.add_stock_level(ctx, uid, token, store_id, "b1", stores.MAX_STOCK)
+    assert stock(ctx, store_id, "b1") == 3
+
+
+def test_book_in_another_store_is_515_here(ctx, seller):
+    uid, token, store_id = seller
+    second = new_id("store")
+    stores.create_store(ctx, uid, token, second)
+    stores.add_book(ctx, uid, token, second, {"id": "b1", "title": "T"}, 3)
+    with pytest.raises(errors.NoSuchBook):
+        stores.add_stock_level(ctx, uid, token, store_id, "b1", 1)
+    assert stock(ctx, second, "b1") == 3
+
+
+# ---------------------------------------------------------------- store_books
+
+def test_store_books_pages_in_book_id_order(ctx, seller):
+    uid, token, store_id = seller
+    for n in (3, 1, 4, 0, 2):
+        stores.add_book(ctx, uid, token, store_id,
+                        {"id": f"b{n}", "title": f"T{n}", "price": 100 * n}, n + 1)
+    rows, total = stores.store_books(ctx, uid, token, store_id, 1, 2)
+    assert total == 5
+    assert rows == [{"book_id": "b0", "title": "T0", "price": 0, "stock_level": 1},
+                    {"book_id": "b1", "title": "T1", "price": 100, "stock_level": 2}]
+    rows, _ = stores.store_books(ctx, uid, token, store_id, 3, 2)
+    assert [r["book_id"] for r in rows] == ["b4"]
+    rows, total = stores.store_books(ctx, uid, token, store_id, 4, 2)
+    assert rows == [] and total == 5
+
+
+def test_store_books_errors(ctx, seller, make_user):
+    uid, token, store_id = seller
+    with pytest.raises(errors.NoSuchStore):
+        stores.store_books(ctx, uid, token, new_id("nostore"), 1, 20)
+    other, _, other_token = make_user("other")
+    with pytest.raises(errors.AuthorizationFailed):
+        stores.store_books(ctx, other, other_token, store_id, 1, 20)
+    with pytest.raises(errors.AuthorizationFailed):
+        stores.store_books(ctx, uid, "bogus", store_id, 1, 20)

@@ -1,0 +1,361 @@
+"""Timeouts: the sweep, the change-stream watcher, and the in-process sweeper.
+
+Every open deadline has a document in ``pending`` (``_id`` ``"pay:<order_id>"`` or
+``"receive:<order_id>"``, ``due_at`` under a TTL index). On a real MongoDB the TTL
+monitor deletes each one when it falls due; the watcher (``python -m be.watcher``,
+its own process) follows the deletions on a change stream and runs the handler the
+``_id`` names: ``orders.expire_payment`` or ``orders.auto_receive``. Both are
+state- and deadline-guarded, so a deletion made by payment, receipt or cancel, an
+event seen twice, or two watchers at once change nothing more than one would.
+
+The resume token is stored in ``watcher_state`` after each handled event (never
+past an event whose handler failed), and the stream resumes from it after a
+restart; if the token has fallen out of the oplog the watcher starts afresh.
+
+The TTL monitor runs only about once a minute and a watcher can be down, so
+``sweep`` finds overdue orders directly through the orders indexes: at start-up,
+after a fresh start, and every ``BOOKSTORE_SWEEP_INTERVAL_S``. It also finishes
+orders whose ``busy`` step was left by a dead request (``orders.recover``).
+Correctness never waits for either: payment itself refuses an overdue order.
+
+The embedded engine (mongomock) has no TTL monitor and no change streams, so there
+``python app.py`` runs a ``Sweeper`` thread and the sweep is the only driver.
+"""
+import argparse
+import logging
+import signal
+import sys
+import threading
+from datetime import timedelta
+
+from pymongo.errors import OperationFailure, PyMongoError
+
+from be.model import orders
+
+log = logging.getLogger("bookstore.watcher")
+
+STATE_COLLECTION = "watcher_state"
+# ChangeStreamFatalError, ChangeStreamHistoryLost: the resume point is gone.
+HISTORY_LOST = (280, 286)
+NOT_A_REPLICA_SET = (40573,)
+# pending kind -> name of the orders handler (looked up at call time)
+HANDLERS = {"pay": "expire_payment", "receive": "auto_receive"}
+PIPELINE = [{"$match": {"operationType": "delete"}}]
+
+EMBEDDED_MESSAGE = (
+    "be.watcher needs a real MongoDB replica set (change streams and the TTL monitor): "
+    "set MONGODB_URI, e.g. MONGODB_URI='mongodb://localhost:27017/?replicaSet=rs0'. "
+    "With the embedded engine (no MONGODB_URI) `python app.py` already runs the "
+    "timeout sweep in-process; no watcher is needed.")
+
+
+# ---------------------------------------------------------------- sweep
+
+def _overdue(ctx, state, deadline_field, now, limit):
+    # Served by the orders index (state, <deadline_field>); busy orders are left to recovery.
+    return [d["_id"] for d in ctx.db.orders.find(
+        {"state": state, deadline_field: {"$lte": now}, "busy": None}, {"_id": 1},
+        sort=[(deadline_field, 1)], limit=limit)]
+
+
+def _stuck(ctx, cutoff, limit):
+    # Served by the sparse orders index on busy.since.
+    return list(ctx.db.orders.find({"busy.since": {"$lt": cutoff}},
+                                   sort=[("busy.since", 1)], limit=limit))
+
+
+def _batches(fetch, act, batch_size, max_batches, counts, name):
+    """Fetch up to ``batch_size`` items and act on each, again while batches come back
+    full and something changed; at most ``max_batches`` rounds (the rest waits for
+    the next sweep). An item whose handler raises is logged and counted, not retried."""
+    for _ in range(max_batches):
+        items = fetch(batch_size)
+        progress = False
+        for item in items:
+            try:
+                if act(item):
+                    counts[name] += 1
+                    progress = True
+            except Exception:
+                counts["errors"] += 1
+                oid = item["_id"] if isinstance(item, dict) else item
+                log.exception("sweep: %s of order %s failed; the next sweep retries it", name, oid)
+        if len(items) < batch_size or not progress:
+            return
+
+
+def sweep(ctx, batch_size=100, max_batches=20):
+    """Finish stuck steps, cancel overdue unpaid orders, receive overdue shipped ones.
+    Every query is index-backed and bounded. Returns counts of what changed."""
+    counts = {"recovered": 0, "expired": 0, "received": 0, "errors": 0}
+    now = ctx.clock.now()
+    cutoff = now - timedelta(seconds=ctx.settings.stuck_after_s)
+    _batches(lambda n: _stuck(ctx, cutoff, n), lambda o: orders.recover(ctx, o) is not None,
+             batch_size, max_batches, counts, "recovered")
+    now = ctx.clock.now()
+    _batches(lambda n: _overdue(ctx, "unpaid", "pay_deadline", now, n),
+             lambda oid: orders.expire_payment(ctx, oid),
+             batch_size, max_batches, counts, "expired")
+    _batches(lambda n: _overdue(ctx, "shipped", "receive_deadline", now, n),
+             lambda oid: orders.auto_receive(ctx, oid),
+             batch_size, max_batches, counts, "received")
+    return counts
+
+
+def _log_sweep(counts):
+    if any(counts.values()):
+        log.info("sweep: %d recovered, %d expired, %d received, %d errors",
+                 counts["recovered"], counts["expired"], counts["received"], counts["errors"])
+
+
+# ---------------------------------------------------------------- change stream
+
+class HandlerFailed(Exception):
+    """An event's handler kept failing; its token was not saved, so the event is
+    seen again when the watcher restarts."""
+
+
+def parse_pending_id(pending_id):
+    """``"pay:<order_id>"`` -> ("pay", order_id); (None, None) if not one of ours."""
+    if not isinstance(pending_id, str):
+        return None, None
+    kind, sep, order_id = pending_id.partition(":")
+    if not sep or not order_id or kind not in HANDLERS:
+        return None, None
+    return kind, order_id
+
+
+def default_stream_opener(ctx, max_await_ms=1000):
+    """Open a pymongo change stream on ``pending`` that sees only deletions."""
+    def open_stream(resume_after):
+        return ctx.db.pending.watch(PIPELINE, resume_after=resume_after,
+                                    max_await_time_ms=max_await_ms)
+    return open_stream
+
+
+class Watcher:
+    """Follows the pending collection's deletions and runs their handlers.
+
+    ``open_stream(resume_after)`` returns an object with pymongo ChangeStream's
+    surface (``try_next()``, ``resume_token``, ``close()``); tests pass scripted ones.
+    """
+
+    def __init__(self, ctx, open_stream=None, name="pending", retries=3, retry_delay_s=1.0,
+                 reconnect_delay_s=5.0, batch_size=100):
+        self.ctx = ctx
+        self.open_stream = open_stream or default_stream_opener(ctx)
+        self.name = name
+        self.retries = retries
+        self.retry_delay_s = retry_delay_s
+        self.reconnect_delay_s = reconnect_delay_s
+        self.batch_size = batch_size
+        self.stop_event = threading.Event()
+        self._sweep_due = True  # at start-up, once the stream is open
+        self._next_sweep = None
+        self._saved = None
+
+    # -- resume token
+
+    @property
+    def _state(self):
+        return self.ctx.db[STATE_COLLECTION]
+
+    def load_token(self):
+        doc = self._state.find_one({"_id": self.name})
+        self._saved = doc.get("token") if doc else None
+        return self._saved
+
+    def save_token(self, token):
+        if token is None or token == self._saved:
+            return
+        self._state.update_one({"_id": self.name},
+                               {"$set": {"token": token, "updated_at": self.ctx.clock.now()}},
+                               upsert=True)
+        self._saved = token
+
+    def clear_token(self):
+        self._state.update_one({"_id": self.name},
+                               {"$set": {"token": None, "updated_at": self.ctx.clock.now()}},
+                               upsert=True)
+        self._saved = None
+
+    # -- control
+
+    def stop(self):
+        self.stop_event.set()
+
+    @property
+    def stopped(self):
+        return self.stop_event.is_set()
+
+    def sweep(self):
+        counts = sweep(self.ctx, batch_size=self.batch_size)
+        _log_sweep(counts)
+        self._sweep_due = False
+        self._next_sweep = self.ctx.clock.now() + timedelta(
+            seconds=self.ctx.settings.sweep_interval_s)
+        return counts
+
+    # -- events
+
+    def handle(self, change):
+        """Run the handler an event names. Retries a failing handler, then raises
+        HandlerFailed. Returns the handler's result (None for an event not ours)."""
+        if change.get("operationType") != "delete":
+            return None
+        pending_id = (change.get("documentKey") or {}).get("_id")
+        kind, order_id = parse_pending_id(pending_id)
+        if kind is None:
+            log.warning("ignoring deletion of pending %r: not a known timer id", pending_id)
+            return None
+        handler = getattr(orders, HANDLERS[kind])
+        for attempt in range(1, self.retries + 1):
+            try:
+                return handler(self.ctx, order_id)
+            except Exception:
+                log.exception("handler %s for order %s failed (attempt %d of %d)",
+                              HANDLERS[kind], order_id, attempt, self.retries)
+                if attempt < self.retries:
+                    self.stop_event.wait(self.retry_delay_s)
+        raise HandlerFailed(f"{pending_id}: handler failed {self.retries} times; "
+                            "its resume token was not saved")
+
+    def run(self):
+        """Follow the stream until stopped. Raises HandlerFailed (the caller exits
+        so a supervisor restarts it) and OperationFailures it cannot recover from."""
+        while not self.stopped:
+            token = self.load_token()
+            try:
+                self._follow(token)
+            except OperationFailure as exc:
+                if exc.code not in HISTORY_LOST:
+                    raise
+                log.warning("resume token no longer in the oplog (code %s): starting afresh "
+                            "and sweeping for what was missed", exc.code)
+                self.clear_token()
+                self._sweep_due = True
+            except HandlerFailed:
+                raise
+            except PyMongoError as exc:
+                log.warning("change stream interrupted (%s); reopening in %ss",
+                            exc, self.reconnect_delay_s)
+                self.stop_event.wait(self.reconnect_delay_s)
+
+    def _follow(self, token):
+        stream = self.open_stream(token)
+        try:
+            log.info("watching %s deletions%s", self.ctx.db.pending.name,
+                     " from the saved resume token" if token else " from now")
+            if self._sweep_due:
+                self.sweep()  # after opening, so nothing falls between the two
+            while not self.stopped:
+                change = stream.try_next()
+                if change is None:
+                    self._idle(stream)
+                    continue
+                if change.get("operationType") == "invalidate":
+                    log.warning("change stream invalidated: starting afresh")
+                    self.clear_token()
+                    self._sweep_due = True
+                    return
+                self.handle(change)
+                self.save_token(stream.resume_token or change.get("_id"))
+        finally:
+            stream.close()
+
+    def _idle(self, stream):
+        if self._next_sweep is None or self.ctx.clock.now() >= self._next_sweep:
+            self.sweep()
+            # keep the saved position fresh through quiet spells (post-batch token)
+            self.save_token(stream.resume_token)
+
+
+# ---------------------------------------------------------------- embedded sweeper
+
+class Sweeper:
+    """A daemon thread that sweeps at start and then every ``interval_s`` seconds:
+    the only timeout driver for the embedded engine. ``stop()`` ends it cleanly."""
+
+    def __init__(self, ctx, interval_s=None, on_sweep=None):
+        self.ctx = ctx
+        self.interval_s = ctx.settings.sweep_interval_s if interval_s is None else interval_s
+        self.on_sweep = on_sweep
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="timeout-sweeper", daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self, timeout=10):
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _run(self):
+        while not self.stop_event.is_set():
+            try:
+                counts = sweep(self.ctx)
+                _log_sweep(counts)
+                if self.on_sweep:
+                    self.on_sweep(counts)
+            except Exception:
+                log.exception("sweep failed; retrying in %ss", self.interval_s)
+            self.stop_event.wait(self.interval_s)
+
+
+# ---------------------------------------------------------------- entry point
+
+def main(argv=None, backend_factory=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m be.watcher",
+        description="Timeout watcher: follows TTL deletions of pending deadlines on a "
+                    "MongoDB replica set and sweeps for overdue orders.")
+    parser.add_argument("--sweep-once", action="store_true",
+                        help="run one sweep and exit (no change stream)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from be.config import Settings
+    settings = Settings.from_env()
+    if settings.embedded:
+        print(EMBEDDED_MESSAGE, file=sys.stderr)
+        return 2
+
+    from be.backend import Backend
+    backend = (backend_factory or Backend)(settings)
+    if args.sweep_once:
+        counts = sweep(backend)
+        log.info("sweep: %s", counts)
+        return 0
+
+    watcher = Watcher(backend)
+
+    def on_signal(signum, frame):
+        log.info("signal %d: stopping after the current event", signum)
+        watcher.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("watcher on %s; sweep every %ss", backend.engine.describe(),
+             settings.sweep_interval_s)
+    try:
+        watcher.run()
+    except HandlerFailed as exc:
+        log.error("%s; exiting so that a restart sees the event again", exc)
+        return 1
+    except OperationFailure as exc:
+        if exc.code in NOT_A_REPLICA_SET:
+            print("be.watcher: MongoDB at MONGODB_URI is not a replica set, so it has no "
+                  "change streams. Start mongod with --replSet rs0 and run rs.initiate().",
+                  file=sys.stderr)
+            return 2
+        log.error("change stream failed: %s", exc)
+        return 1
+    log.info("watcher stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Load generators: ``python -m fe.bench`` (see fe.bench.run)."""

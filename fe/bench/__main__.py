@@ -1,0 +1,24 @@
+"""``python -m fe.bench [--mode orders|search] ...``: the orders bench (fe.bench.run),
+or the search bench (fe.bench.search_bench) with ``--mode search``."""
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from fe.bench import run
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--mode", choices=("orders", "search"), default="orders")
+    known, rest = pre.parse_known_args(argv)
+    if known.mode == "search":
+        if importlib.util.find_spec("fe.bench.search_bench") is None:
+            sys.exit("python -m fe.bench: --mode search needs fe/bench/search_bench.py")
+        return importlib.import_module("fe.bench.search_bench").main(rest)
+    return run.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Load generator: new_order + payment against the trivial GET /ping, side by side.
+
+    python -m fe.bench --url http://127.0.0.1:5000/ --threads 1,4,16,64 --seconds 10 --lines 10
+    python -m fe.bench --start-server --threads 1,4,16,64 --seconds 5
+    python -m fe.bench --start-server --orders-before 100000 --threads 16 --seconds 5
+
+Sets up sellers, stores, books and funded buyers over HTTP (fe.access), then for
+each client concurrency N, in the same run: N threads call GET /ping for the
+given time (the ceiling: what any call can reach on this server and machine),
+then N threads each order (``--lines`` distinct books) and pay, as their own
+buyer with their own token and keep-alive session, for the same time. Prints
+throughput (paid orders per second), p50/p99 of each call in ms and as a
+multiple of /ping's p50, and the failed calls.
+"""
+import argparse
+import logging
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+
+from fe.access.client import get
+from fe.bench import workload
+
+# issue 7's targets, printed next to the figures (never asserted by a test)
+TARGET_P50_X_PING = 3.0
+TARGET_P99_X_P50 = 10.0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fe.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--mode", choices=("orders", "search"), default="orders",
+                   help="orders (this bench) or search (fe.bench.search_bench)")
+    p.add_argument("--url", default=None, help="server to load (default fe.conf.URL)")
+    p.add_argument("--start-server", action="store_true",
+                   help="serve an in-process server (waitress, free port, engine from the "
+                        "environment: embedded unless MONGODB_URI is set) and load that")
+    p.add_argument("--server-threads", type=int, default=8,
+                   help="request threads of the --start-server server (app.py's default)")
+    p.add_argument("--threads", default="1,4,16,64", help="client thread counts, comma-separated")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each timed phase")
+    p.add_argument("--lines", type=int, default=10, help="order lines (distinct books) per order")
+    p.add_argument("--sellers", type=int, default=2, help="sellers, one store each")
+    p.add_argument("--books", type=int, default=100, help="books per store")
+    p.add_argument("--orders-before", type=int, default=0,
+                   help="existing paid orders to preload before measuring (model layer with "
+                        "--start-server, HTTP otherwise)")
+    args = p.parse_args(argv)
+    try:
+        args.thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        p.error("--threads takes whole numbers separated by commas, e.g. 1,4,16,64")
+    if not args.thread_counts or min(args.thread_counts) < 1:
+        p.error("--threads: each count must be at least 1")
+    if args.lines < 1 or args.books < args.lines:
+        p.error("--lines must be at least 1 and at most --books")
+    if args.start_server and args.url:
+        p.error("give --url or --start-server, not both")
+    return args
+
+
+# ---------------------------------------------------------------- server
+
+def start_server(threads):
+    """An in-process server as fe/conftest.py makes it; (server, url, backend, sweeper)."""
+    from waitress.server import create_server
+
+    from be.api import create_app
+    from be.backend import Backend
+
+    backend = Backend()
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queueing is the load's point
+    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=threads)
+    threading.Thread(target=srv.run, name="bench-server", daemon=True).start()
+    sweeper = None
+    if backend.settings.embedded:  # as app.py runs it: the timeout sweep is part of the load
+        from be.watcher import Sweeper
+        sweeper = Sweeper(backend).start()
+    return srv, f"http://127.0.0.1:{srv.effective_port}/", backend, sweeper
+
+
+# ---------------------------------------------------------------- measuring
+
+class Recorder:
+    """Latencies and failures of one thread (merged after the phase)."""
+
+    def __init__(self):
+        self.seconds = defaultdict(list)
+        self.failures = Counter()
+        self.paid = 0
+
+    def __call__(self, call, seconds, ok, detail):
+        self.seconds[call].append(seconds)
+        if not ok:
+            self.failures[(call, detail)] += 1
+
+
+def _phase(n_threads, seconds, url, body):
+    """Run ``body(n, deadline, recorder)`` in n threads, started together after
+    each has opened its connection; returns (merged Recorder, elapsed seconds)."""
+    recorders = [Recorder() for _ in range(n_threads)]
+    ready = threading.Barrier(n_threads + 1)
+    window = {}
+
+    def thread(n):
+        get(url + "ping", {})  # connect (keep-alive) before the clock starts
+        ready.wait()
+        body(n, window["deadline"], recorders[n])
+
+    threads = [threading.Thread(target=thread, args=(n,), daemon=True) for n in range(n_threads)]
+    for t in threads:
+        t.start()
+    window["deadline"] = time.perf_counter() + seconds
+    started = time.perf_counter()
+    ready.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    merged = Recorder()
+    for r in recorders:
+        for call, values in r.seconds.items():
+            merged.seconds[call].extend(values)
+        merged.failures.update(r.failures)
+        merged.paid += r.paid
+    return merged, elapsed
+
+
+def measure_ping(url, n_threads, seconds):
+    def body(n, deadline, rec):
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                code = get(url + "ping", {}).status_code
+            except Exception as exc:
+                code = type(exc).__name__
+            rec("ping", time.perf_counter() - t0, code == 200, code)
+    return _phase(n_threads, seconds, url, body)
+
+
+def measure_orders(world, n_threads, seconds, lines):
+    def body(n, deadline, rec):
+        buyer = world.buyers[n]
+        store_id, book_ids = world.store_of(n)
+        rng = random.Random(n)
+        while time.perf_counter() < deadline:
+            if workload.order_and_pay(buyer, store_id, book_ids, lines, rng, rec):
+                rec.paid += 1
+    return _phase(n_threads, seconds, world.url, body)
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+# ---------------------------------------------------------------- reporting
+
+def level(n_threads, ping, ping_s, orders, orders_s):
+    """The figures of one concurrency level, as a dict (what the smoke test reads)."""
+    base = percentile(ping.seconds["ping"], 50)
+    calls = {}
+    for name, rec in (("ping", ping), ("new_order", orders), ("payment", orders)):
+        values = rec.seconds.get(name, [])
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        calls[name] = {
+            "calls": len(values),
+            "failed": sum(c for (call, _), c in rec.failures.items() if call == name),
+            "p50_ms": p50 * 1000, "p99_ms": p99 * 1000,
+            "p50_x_ping": p50 / base, "p99_x_ping": p99 / base, "p99_x_p50": p99 / p50,
+        }
+    return {
+        "threads": n_threads,
+        "ping_per_s": len(ping.seconds["ping"]) / ping_s,
+        "paid": orders.paid,
+        "paid_per_s": orders.paid / orders_s,
+        "failures": sum(ping.failures.values()) + sum(orders.failures.values()),
+        "failure_kinds": dict(ping.failures + orders.failures),
+        "calls": calls,
+    }
+
+
+def print_level(r, out=print):
+    out(f"\n== {r['threads']} client thread(s) ==")
+    out(f"  {'call':<10}{'calls':>8}{'p50 ms':>9}{'p99 ms':>9}{'p50/ping':>10}"
+        f"{'p99/ping':>10}{'p99/p50':>9}{'failed':>8}")
+    for name, c in r["calls"].items():
+        out(f"  {name:<10}{c['calls']:>8}{c['p50_ms']:>9.2f}{c['p99_ms']:>9.2f}"
+            f"{c['p50_x_ping']:>9.1f}x{c['p99_x_ping']:>9.1f}x{c['p99_x_p50']:>8.1f}x"
+            f"{c['failed']:>8}")
+    out(f"  ping: {r['ping_per_s']:.0f} calls/s   paid orders: {r['paid_per_s']:.1f}/s "
+        f"({r['paid']} paid)   failures: {r['failures']}")
+    for (call, detail), count in sorted(r["failure_kinds"].items(), key=str):
+        out(f"    {call} failed {count}x: {detail}")
+
+
+def print_summary(results, args, out=print):
+    out(f"\nsummary ({args.lines} lines per order, {args.seconds:g} s per phase; "
+        f"targets: p50 <= {TARGET_P50_X_PING:g}x ping p50, p99 <= {TARGET_P99_X_P50:g}x p50, "
+        f"no failures)")
+    out(f"  {'threads':>7}{'ping/s':>9}{'paid/s':>9}{'new_order p50':>15}{'p99/p50':>9}"
+        f"{'payment p50':>13}{'p99/p50':>9}{'failed':>8}  targets")
+    for r in results:
+        no, pay = r["calls"]["new_order"], r["calls"]["payment"]
+        met = (r["failures"] == 0 and all(
+            c["p50_x_ping"] <= TARGET_P50_X_PING and c["p99_x_p50"] <= TARGET_P99_X_P50
+            for c in (no, pay)))
+        out(f"  {r['threads']:>7}{r['ping_per_s']:>9.0f}{r['paid_per_s']:>9.1f}"
+            f"{no['p50_x_ping']:>14.1f}x{no['p99_x_p50']:>8.1f}x"
+            f"{pay['p50_x_ping']:>12.1f}x{pay['p99_x_p50']:>8.1f}x{r['failures']:>8}"
+            f"  {'met' if met else 'MISSED'}")
+
+
+def run(args, out=print):
+    """Set up, preload, measure every level; returns the list of level dicts."""
+    server = backend = sweeper = None
+    if args.start_server:
+        server, url, backend, sweeper = start_server(args.server_threads)
+        out(f"started in-process server at {url} ({backend.engine.describe()}), "
+            f"{args.server_threads} request threads")
+    else:
+        from fe import conf
+        url = args.url or conf.URL
+    if not url.endswith("/"):
+        url += "/"
+    try:
+        world = workload.setup(url, buyers=max(args.thread_counts), sellers=args.sellers,
+                               books=args.books, log=out)
+        if args.orders_before:
+            if backend is not None:
+                workload.preload_model(backend, world, args.orders_before, log=out)
+            else:
+                workload.preload_http(world, args.orders_before, args.lines, log=out)
+        results = []
+        for n in args.thread_counts:
+            ping, ping_s = measure_ping(url, n, args.seconds)
+            orders, orders_s = measure_orders(world, n, args.seconds, args.lines)
+            results.append(level(n, ping, ping_s, orders, orders_s))
+            print_level(results[-1], out)
+        print_summary(results, args, out)
+        return results
+    finally:
+        if sweeper is not None:
+            sweeper.stop()
+        if server is not None:
+            server.close()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    results = run(args)
+    return 1 if any(r["failures"] for r in results) else 0

@@ -1,0 +1,16 @@
+"""fe.bench runs end to end against the session's server (figures not judged)."""
+from fe import conf
+from fe.bench import run
+
+
+def test_bench_completes_paid_orders_without_failures():
+    lines = []
+    args = run.parse_args(["--url", conf.URL, "--threads", "2", "--seconds", "0.5",
+                           "--lines", "3", "--sellers", "1", "--books", "20"])
+    results = run.run(args, out=lines.append)
+    (level,) = results
+    assert level["threads"] == 2
+    assert level["failures"] == 0, level["failure_kinds"]
+    assert level["paid"] > 0 and level["calls"]["payment"]["calls"] == level["paid"]
+    assert level["calls"]["ping"]["calls"] > 0
+    assert any("paid orders" in line for line in lines)  # the report was printed

@@ -1,0 +1,244 @@
+"""Load a SQLite file in the course's ``book.db`` schema into a seller's store.
+
+Usage::
+
+    python scripts/import_books.py --url http://127.0.0.1:5000/ --user seller1 \\
+        --password pw --store store1 --file book.db --stock 100 --register
+
+It talks to a running server over the HTTP API (the ``fe.access`` client), so it
+works whichever engine the server uses. Each row becomes one ``add_book`` call;
+the picture blob is sent base64 in ``book_info.pictures``.
+
+Resumable: before sending anything it asks the server which books the store
+already lists (``GET /seller/books``, 100 per page) and skips those; a book the
+server refuses with 516 (already listed, e.g. by a concurrent run) also counts
+as done. The server is asked rather than a progress file kept beside the input
+because the server is the only thing that knows what it holds: an embedded
+server that restarted has lost everything a progress file would claim is done,
+and a file can be imported into several stores or servers.
+
+Exit status: 0 all rows listed, 1 some rows refused (each reported), 2 the file
+is not in the book.db schema or the server/account/store cannot be used.
+"""
+import argparse
+import os
+import sqlite3
+import sys
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as ``python scripts/import_books.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import requests  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from fe import conf  # noqa: E402
+from fe.access.auth import Auth  # noqa: E402
+from fe.access.book import COLUMNS, row_to_book  # noqa: E402
+from fe.access.seller import Seller  # noqa: E402
+
+PAGE_SIZE = 100  # the most GET /seller/books returns per page
+
+
+class ImportFailed(Exception):
+    """A problem that stops the import; ``str()`` is the one-line message."""
+
+
+class BadBookFile(ImportFailed):
+    """The file is not a SQLite file with a ``book`` table of COLUMNS."""
+
+
+@dataclass
+class Result:
+    total: int = 0
+    imported: int = 0
+    skipped: int = 0          # listed before this run (or 516 during it)
+    failed: list = field(default_factory=list)  # (book id, HTTP status) refused
+
+
+# ---------------------------------------------------------------- the file
+
+def open_book_file(path):
+    """A read-only connection to ``path``, checked against the book.db schema."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise BadBookFile(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise BadBookFile(f"{path}: not a file")
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        names = {row[1] for row in conn.execute("PRAGMA table_info(book)")}
+    except sqlite3.DatabaseError as exc:
+        raise BadBookFile(f"{path}: not a SQLite book.db file ({exc})")
+    if not names:
+        conn.close()
+        raise BadBookFile(f"{path}: not a book.db file: it has no table 'book'")
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        conn.close()
+        raise BadBookFile(f"{path}: not a book.db file: table 'book' lacks column(s) "
+                          f"{', '.join(missing)}")
+    return conn
+
+
+def _whole(value):
+    """pages/price as the API wants them (integers); numeric text is converted,
+    anything else is sent as is and the server reports it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+def book_info(row):
+    """The add_book ``book_info`` for one row of COLUMNS."""
+    book = row_to_book(row, pictures=1)
+    book.id = None if book.id is None else str(book.id)
+    book.pages = _whole(book.pages)
+    book.price = _whole(book.price)
+    return book
+
+
+# ---------------------------------------------------------------- the server
+
+def _unreachable(what, exc):
+    url = getattr(exc.request, "url", None) or "?"
+    return ImportFailed(f"{what}: cannot reach the server ({exc.__class__.__name__} on {url})")
+
+
+def _call(what, fn, *args):
+    try:
+        return fn(*args)
+    except requests.RequestException as exc:
+        raise _unreachable(what, exc)
+
+
+def connect(url, user, password, store, register):
+    """(a logged-in Seller owning ``store``, whether the store was created just
+    now): the seller is registered and the store created first if asked."""
+    auth = Auth(url)
+    if register:
+        code = _call("register", auth.register, user, password)
+        if code not in (200, 512):
+            raise ImportFailed(f"register {user}: server answered {code}")
+    code, _ = _call("login", auth.login, user, password, "import_books")
+    if code != 200:
+        raise ImportFailed(f"login as {user} failed ({code}): wrong user or password"
+                           + ("" if register else "; pass --register to create the account"))
+    seller = _call("login", Seller, url, user, password)
+    created = False
+    if register:
+        code = _call("create_store", seller.create_store, store)
+        if code not in (200, 514):
+            raise ImportFailed(f"create store {store}: server answered {code}")
+        created = code == 200
+    return seller, created
+
+
+def listed_ids(seller, store):
+    """Ids of every book the store lists already."""
+    ids, page = set(), 1
+    while True:
+        code, body = _call("list books", seller.books, store, page, PAGE_SIZE)
+        if code == 513:
+            raise ImportFailed(f"store {store} does not exist; pass --register to create it")
+        if code == 401:
+            raise ImportFailed(f"store {store} is not owned by {seller.seller_id}")
+        if code != 200:
+            raise ImportFailed(f"list books of {store}: server answered {code}: "
+                               f"{body.get('message')}")
+        ids.update(b["book_id"] for b in body["books"])
+        if not body["books"] or len(ids) >= body["total"]:
+            return ids
+        page += 1
+
+
+# ---------------------------------------------------------------- the import
+
+def import_books(url, user, password, store, path, stock=100, register=False,
+                 workers=4, progress=True):
+    """Import every row of ``path`` not yet listed in ``store``; returns a Result.
+    Raises BadBookFile / ImportFailed for problems that stop the import."""
+    if not url.endswith("/"):
+        url += "/"
+    conn = open_book_file(path)
+    try:
+        total = conn.execute("SELECT count(*) FROM book").fetchone()[0]
+        seller, created = connect(url, user, password, store, register)
+        done = set() if created else listed_ids(seller, store)  # a new store lists nothing
+        result = Result(total=total)
+        rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM book ORDER BY rowid")
+        bar = tqdm(total=total, unit="book", desc=f"import {Path(path).name}",
+                   disable=not progress, file=sys.stderr)
+        with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            running = set()
+
+            def collect(futures):
+                for fut in futures:
+                    try:
+                        book_id, code = fut.result()
+                    except requests.RequestException as exc:
+                        raise _unreachable("add_book (run again to resume)", exc)
+                    if code == 200:
+                        result.imported += 1
+                    elif code == 516:
+                        result.skipped += 1
+                    else:
+                        result.failed.append((book_id, code))
+                    bar.update(1)
+
+            for row in rows:
+                if row[0] is not None and str(row[0]) in done:
+                    result.skipped += 1
+                    bar.update(1)
+                    continue
+                if len(running) >= 2 * max(1, workers):  # bounded: rows hold pictures
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    collect(finished)
+                running.add(pool.submit(_add_status, seller, store, stock, row))
+            collect(wait(running)[0])
+        return result
+    finally:
+        conn.close()
+
+
+def _add_status(seller, store, stock, row):
+    info = book_info(row)
+    return info.id, seller.add_book(store, stock, info)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Import a book.db (course schema) into a seller's store over the HTTP API.")
+    parser.add_argument("--url", default=conf.URL, help=f"server URL (default {conf.URL})")
+    parser.add_argument("--user", required=True, help="seller user id")
+    parser.add_argument("--password", required=True, help="seller password")
+    parser.add_argument("--store", required=True, help="store id")
+    parser.add_argument("--file", required=True, help="SQLite file in the book.db schema")
+    parser.add_argument("--stock", type=int, default=100, help="stock level of each book")
+    parser.add_argument("--register", action="store_true",
+                        help="register the seller and create the store if missing")
+    parser.add_argument("--workers", type=int, default=4, help="concurrent requests")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if not 0 <= args.stock <= 10**9:
+        parser.error("--stock must be between 0 and 1000000000")
+    try:
+        result = import_books(args.url, args.user, args.password, args.store, args.file,
+                              stock=args.stock, register=args.register,
+                              workers=args.workers, progress=not args.no_progress)
+    except ImportFailed as exc:
+        print(f"import_books: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: {result.total} books, {result.imported} imported, "
+          f"{result.skipped} already listed, {len(result.failed)} refused")
+    for book_id, code in result.failed[:20]:
+        print(f"  book {book_id}: refused with {code}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

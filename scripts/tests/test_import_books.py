@@ -1,0 +1,161 @@
+"""scripts/import_books.py against the in-process server (see conftest.py)."""
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fe import conf
+from fe.access.auth import Auth
+from fe.access.seller import Seller
+from scripts import import_books as ib
+from scripts.gen_books import generate
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_DB = REPO.parent / "shared" / "data" / "book.db"  # where CI keeps the course sample
+
+
+def ids():
+    tag = uuid.uuid4().hex[:8]
+    return f"imp_seller_{tag}", "pw", f"imp_store_{tag}"
+
+
+def file_rows(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT id, title, price, picture FROM book").fetchall()
+
+
+def listed(user, password, store):
+    """{book_id: (title, price, stock)} of everything the store lists."""
+    seller = Seller(conf.URL, user, password)
+    books, page = {}, 1
+    while True:
+        code, body = seller.books(store, page=page, page_size=100)
+        assert code == 200
+        books.update({b["book_id"]: (b["title"], b["price"], b["stock_level"])
+                      for b in body["books"]})
+        if not body["books"]:
+            assert len(books) == body["total"]
+            return books
+        page += 1
+
+
+def run(path, user, password, store, **kw):
+    kw.setdefault("register", True)
+    return ib.import_books(conf.URL, user, password, store, str(path), progress=False, **kw)
+
+
+def assert_store_holds(path, user, password, store, stock):
+    rows = file_rows(path)
+    assert listed(user, password, store) == {
+        str(i): (title, price, stock) for i, title, price, _ in rows}
+
+
+@pytest.fixture(scope="module")
+def books40(tmp_path_factory):
+    path = tmp_path_factory.mktemp("imp") / "books40.db"
+    generate(path, 40, seed=21)
+    return path
+
+
+def test_import_lists_every_book_and_a_rerun_adds_nothing(books40, backend):
+    user, pw, store = ids()
+    result = run(books40, user, pw, store, stock=7)
+    assert (result.total, result.imported, result.skipped, result.failed) == (40, 40, 0, [])
+    assert_store_holds(books40, user, pw, store, 7)
+    # pictures arrive intact (base64 over the wire, bytes in the database)
+    with_picture = [(str(i), pic) for i, _, _, pic in file_rows(books40) if pic is not None]
+    assert with_picture
+    for book_id, pic in with_picture:
+        assert backend.db.pictures.find_one({"_id": f"{book_id}#0"})["data"] == pic
+
+    again = run(books40, user, pw, store, stock=7)
+    assert (again.imported, again.skipped, again.failed) == (0, 40, [])
+    assert_store_holds(books40, user, pw, store, 7)  # no stock added twice either
+
+
+def test_interrupted_import_resumes_where_it_stopped(tmp_path, books40):
+    first15 = tmp_path / "first15.db"
+    generate(first15, 15, seed=21)  # same seed: the first 15 rows of books40
+    user, pw, store = ids()
+    assert run(first15, user, pw, store).imported == 15
+    result = run(books40, user, pw, store, register=False)
+    assert (result.imported, result.skipped, result.failed) == (25, 15, [])
+    assert_store_holds(books40, user, pw, store, 100)
+
+
+def test_book_refused_as_already_listed_counts_as_done(books40, monkeypatch):
+    user, pw, store = ids()
+    run(books40, user, pw, store)
+    monkeypatch.setattr(ib, "listed_ids", lambda seller, store: set())  # force resending
+    result = run(books40, user, pw, store)
+    assert (result.imported, result.skipped, result.failed) == (0, 40, [])
+    assert_store_holds(books40, user, pw, store, 100)
+
+
+def test_command_line_run(tmp_path):
+    path = tmp_path / "books10.db"
+    generate(path, 10, seed=5)
+    user, pw, store = ids()
+    argv = [sys.executable, "scripts/import_books.py", "--url", conf.URL, "--user", user,
+            "--password", pw, "--store", store, "--file", str(path), "--stock", "3",
+            "--register", "--no-progress"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "10 imported" in done.stdout
+    assert_store_holds(path, user, pw, store, 3)
+
+
+def _not_sqlite(path):
+    path.write_text("id,title\n1,not a database\n")
+
+
+def _no_book_table(path):
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE books (id TEXT, title TEXT)")
+
+
+def _missing_columns(path):
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE book (id TEXT, title TEXT, price INT)")
+        conn.execute("INSERT INTO book VALUES ('1', 't', 100)")
+
+
+@pytest.mark.parametrize("make, says", [
+    (_not_sqlite, "not a SQLite book.db file"),
+    (_no_book_table, "no table 'book'"),
+    (_missing_columns, "lacks column(s) author, publisher"),
+    (None, "no such file"),
+])
+def test_a_file_not_in_the_schema_is_a_clear_error(tmp_path, capsys, make, says):
+    path = tmp_path / "input.db"
+    if make:
+        make(path)
+    user, pw, store = ids()
+    code = ib.main(["--url", conf.URL, "--user", user, "--password", pw, "--store", store,
+                    "--file", str(path), "--register", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("import_books: error: ") and says in err
+    # the file is checked before the server is used: nothing was registered
+    assert Auth(conf.URL).login(user, pw, "t")[0] == 401
+
+
+def test_unknown_store_without_register_is_a_clear_error(books40, capsys):
+    user, pw, store = ids()
+    run(books40, user, pw, store + "_other")  # registers the seller only for another store
+    code = ib.main(["--url", conf.URL, "--user", user, "--password", pw, "--store", store,
+                    "--file", str(books40), "--no-progress"])
+    assert code == 2
+    assert "does not exist; pass --register" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not REAL_DB.is_file(), reason=f"{REAL_DB} not present")
+def test_real_course_sample():
+    user, pw, store = ids()
+    result = run(REAL_DB, user, pw, store, stock=5)
+    assert result.failed == [] and result.imported == result.total == len(file_rows(REAL_DB))
+    assert_store_holds(REAL_DB, user, pw, store, 5)
+    assert run(REAL_DB, user, pw, store, stock=5).imported == 0
