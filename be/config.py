@@ -42,6 +42,7 @@ class Settings:
             pay_timeout_s=_int_env("BOOKSTORE_PAY_TIMEOUT_S", 900),
             receive_timeout_s=_int_env("BOOKSTORE_RECEIVE_TIMEOUT_S", 604800),
             sweep_interval_s=_int_env("BOOKSTORE_SWEEP_INTERVAL_S", 30 if uri else 1),
+            stuck_after_s=_int_env("BOOKSTORE_STUCK_AFTER_S", 60),
             password_method=os.environ.get("BOOKSTORE_PASSWORD_METHOD", "scrypt:32768:8:1"),
         )
         values.update(overrides)

@@ -39,6 +39,36 @@ def _plain_key(value):
     return not isinstance(value, (dict, list, tuple, re.Pattern)) and value is not None
 
 
+_RANGE = frozenset({"$gt", "$gte", "$lt", "$lte"})
+_COMPARABLE = (str, int, float, datetime.datetime)
+
+
+def _prefilter(filter):
+    """Cheap necessary conditions for a filter: for each top-level ``field: "text"``
+    or ``field: {"$in": [texts]}`` the field holds one of them (or an array,
+    left to the full match), and for each range on a field (dotted or not) with a
+    plain operand the field's first segment is present. A document failing one
+    cannot match; one passing all still gets the full match."""
+    checks = []
+    for key, value in filter.items():
+        if key.startswith("$"):
+            continue
+        first = key.split(".", 1)[0]
+        if type(value) is str and first == key:
+            checks.insert(0, lambda d, k=key, v=value: (x := d.get(k)) == v or type(x) is list)
+        elif type(value) is dict and value:
+            ops = set(value)
+            if ops == {"$in"} and first == key and isinstance(value["$in"], (list, tuple)) \
+                    and all(type(v) is str for v in value["$in"]):
+                wanted = frozenset(value["$in"])
+                checks.insert(0, lambda d, k=key, w=wanted: (
+                    type(x := d.get(k)) is list or (type(x) is str and x in w)))
+            elif ops <= _RANGE and all(type(v) in _COMPARABLE or isinstance(v, _COMPARABLE)
+                                       for v in value.values()):
+                checks.append(lambda d, f=first: d.get(f) is not None)
+    return checks
+
+
 def _store_key(doc_id):
     return mongomock.helpers.hashdict(doc_id) if isinstance(doc_id, dict) else doc_id
 
@@ -93,15 +123,31 @@ def _patch_mongomock():
             doc = store._documents.get(key)
             if doc is None:
                 return iter(())
-            return iter([doc]) if _mm_collection.filter_applies(filter, doc) else iter(())
+            if len(filter) == 1 or _mm_collection.filter_applies(filter, doc):
+                return iter([doc])
+            return iter(())
         keys = key.get("$in") if isinstance(key, dict) and len(key) == 1 else None
         if isinstance(keys, (list, tuple)) and all(_plain_key(k) for k in keys):
             # {_id: {$in: [...]}}: one lookup per id, as the _id index does
             store = self._store
             store._remove_expired_documents()
             docs = (store._documents.get(k) for k in dict.fromkeys(keys))
-            return iter([d for d in docs
-                         if d is not None and _mm_collection.filter_applies(filter, d)])
+            only_id = len(filter) == 1
+            return iter([d for d in docs if d is not None
+                         and (only_id or _mm_collection.filter_applies(filter, d))])
+        checks = _prefilter(filter) if isinstance(filter, dict) else None
+        if checks:
+            # a scan still, but documents that plainly fail a string equality or
+            # a range are skipped before mongomock's (slow) full match
+            store = self._store
+            if store.is_empty:
+                return original_iter(self, filter)
+            applies = _mm_collection.filter_applies
+            keep = checks[0]
+            for more in checks[1:]:
+                keep = (lambda a, b: lambda d: a(d) and b(d))(keep, more)
+            return iter([d for d in list(store._documents.values())
+                         if keep(d) and applies(filter, d)])
         return original_iter(self, filter)
 
     _mm_collection.Collection._iter_documents = _iter_documents

@@ -25,9 +25,11 @@ def server(backend, tmp_path_factory):
     book_db = tmp_path_factory.mktemp("books") / "book.db"
     generate(str(book_db), 300, seed=7)
     conf.Book_DB = str(book_db)
-    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=8)
+    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=8,
+                        asyncore_use_poll=True)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     conf.URL = f"http://127.0.0.1:{srv.effective_port}/"
     yield srv
+    srv.task_dispatcher.shutdown()
     srv.close()

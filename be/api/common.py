@@ -23,7 +23,10 @@ def _bad(exc):
 
 
 def body(schema):
-    data = request.get_json(force=True, silent=True)
+    try:
+        data = request.get_json(force=True, silent=True)
+    except RecursionError:  # json.loads of a body nested thousands deep: not a 500
+        raise errors.BadRequest("request body is nested too deeply")
     if not isinstance(data, dict):
         raise errors.BadRequest("request body must be a JSON object")
     try:

@@ -30,6 +30,12 @@ def _nonce():
     return uuid.uuid4().hex
 
 
+def _light():
+    """Projection for writes whose reply needs no lines or history (a fresh dict each
+    time: the embedded engine adds to projections it is given)."""
+    return {"items": 0, "history": 0}
+
+
 def _pay_timer(order_id):
     return f"pay:{order_id}"
 
@@ -154,9 +160,9 @@ def _finish(ctx, order):
         if order is None:
             return None
     effects.run(ctx.db, order, todo)
-    return ctx.db.orders.find_one_and_update(
+    return ctx.db.orders.find_one_and_update(  # the order without items and history
         {"_id": order["_id"], "busy.owner": owner}, {"$unset": {"busy": ""}},
-        return_document=AFTER)
+        projection=_light(), return_document=AFTER)
 
 
 def _merge_lines(lines):
@@ -240,23 +246,24 @@ def _short_line(ctx, store_id, items):
 
 
 def payment(ctx, user_id, order_id, password):
-    """Move the order's total from the buyer into the order (escrow)."""
-    order = _load(ctx, order_id)
-    if order["buyer_id"] != user_id:
-        raise errors.AuthorizationFailed()
+    """Move the order's total from the buyer into the order (escrow).
+    The claim's guard checks buyer, state and deadline at once; the order is read
+    only when the claim fails, to say why."""
     users.check_password(ctx, user_id, password)
     now = ctx.clock.now()
-    if order["state"] == "unpaid" and not order.get("busy") and order["pay_deadline"] <= now:
-        expire_payment(ctx, order_id)
-        raise errors.OrderExpired(order_id)
     attempt = _nonce()
     claimed = ctx.db.orders.find_one_and_update(
-        {"_id": order_id, "state": "unpaid", "busy": None, "pay_deadline": {"$gt": now}},
+        {"_id": order_id, "buyer_id": user_id, "state": "unpaid", "busy": None,
+         "pay_deadline": {"$gt": now}},
         {"$set": {"busy": {"step": "pay", "owner": attempt, "attempt": attempt, "since": now}}},
-        return_document=AFTER)
+        projection=_light(), return_document=AFTER)
     if claimed is None:
         current = _load(ctx, order_id)
+        if current["buyer_id"] != user_id:
+            raise errors.AuthorizationFailed()
         if current["state"] == "unpaid" and not current.get("busy"):
+            if current["pay_deadline"] <= now:
+                expire_payment(ctx, order_id)
             raise errors.OrderExpired(order_id)
         _refuse(current, "pay")
     debit = f"debit.{attempt}"
@@ -285,7 +292,7 @@ def _complete_payment(ctx, order, owner, attempt, now):
                   "busy": {"step": "effects", "owner": owner, "since": now,
                            "todo": [f"~debit.{attempt}"]}},
          "$push": {"history": {"state": "paid", "at": now}}},
-        return_document=AFTER)
+        projection=_light(), return_document=AFTER)  # its debit marker needs no lines
 
 
 def cancel_order(ctx, user_id, token, order_id):

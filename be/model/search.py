@@ -31,15 +31,21 @@ units are ANDed. Every unit is a key the book stores whenever the query text
 occurs in the field as whole jieba words or as adjacent characters.
 
 Ranking is computed here from the candidates' short display fields (the filter
-guarantees every unit matched some chosen field): an exact title first, then
-the sum over units of the weight of the best field holding it (title 8, author
-and tags 4, publisher 2, intros and content 1), then the number of (unit,
-field) matches, then book_id. Candidates are read with only the display
-fields, never the term arrays, content or pictures.
+guarantees every unit matched some chosen field, and a unit is in a short
+field's keys exactly when it occurs in its folded text): an exact title first;
+then a score, where each unit adds the weight of the best chosen field holding
+it (title 8, author and tags 4, publisher 2, intros and content 1) and each
+short field holding the whole query as one phrase, or an author or a tag equal
+to it, adds its weight again; then the number of (unit, field) matches; then
+book_id, so ties keep one order and pages never overlap. Candidates are read
+with only the display fields, never the term arrays, content or pictures; the
+long texts are read only for the page's hits that matched nowhere else, to cut
+their snippet. A word that no book holds as a whole (say "高级社" against
+"高级社会学") is retried once as its bigrams before answering nothing.
 
 Scope: site-wide searches only books some store lists (``listed``, set by
 ``mark_listed`` after a listing is written); a store's search joins the
-candidates with that store's listings through the (store_id, book_id) index.
+candidates with that store's listings by listing _id (``be.db.listing_id``).
 """
 import logging
 import re
@@ -49,6 +55,7 @@ import unicodedata
 import jieba
 
 from be import errors
+from be.db import listing_id
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -119,7 +126,8 @@ def text_terms(text, short=False, cap=None):
     limit = cap or SHORT_FIELD_CAP
 
     def add(term):
-        if len(seen) < limit and term not in seen and len(term) <= MAX_TERM_CHARS:
+        term = term[:MAX_TERM_CHARS]
+        if len(seen) < limit and term not in seen:
             seen[term] = None
 
     for cjk, run in _tokens(normalize(text)):
@@ -220,8 +228,11 @@ def parse_fields(text):
 
 
 def book_filter(units, fields, site_wide):
-    """The books query: every unit in one of ``fields``; its leading key
-    ``terms`` is the multikey index's (each unit a ``$in`` of index keys)."""
+    """The books query: every unit in one of ``fields``. Each unit is a ``$in``
+    over its index keys in those fields, all on the multikey ``terms`` index;
+    the longest unit (likely the rarest) leads, so a planner that takes its
+    bounds from the first predicate scans the fewest keys."""
+    units = sorted(units, key=len, reverse=True)
     clauses = [{"terms": {"$in": [f"{FIELDS[f]}:{u}" for f in fields]}} for u in units]
     query = dict(clauses[0])
     if len(clauses) > 1:
@@ -244,7 +255,8 @@ class _View:
         if _is_cjk(unit):
             return unit in self.text
         if self._words is None:
-            self._words = {m.group(2) for m in _TOKEN.finditer(self.text) if m.group(2)}
+            self._words = {m.group(2)[:MAX_TERM_CHARS]
+                           for m in _TOKEN.finditer(self.text) if m.group(2)}
         return unit in self._words
 
 
@@ -360,8 +372,9 @@ def _matches(ctx, units, fields, store_id):
     candidates = list(ctx.db.books.find(book_filter(units, fields, store_id is None), projection))
     listings = {}
     if store_id is not None and candidates:
+        # by listing _id: one _id-index lookup per candidate on any engine
         rows = ctx.db.listings.find(
-            {"store_id": store_id, "book_id": {"$in": [d["_id"] for d in candidates]}},
+            {"_id": {"$in": [listing_id(store_id, d["_id"]) for d in candidates]}},
             {"book_id": 1, "price": 1, "stock_level": 1, "_id": 0})
         listings = {r["book_id"]: r for r in rows}
         candidates = [d for d in candidates if d["_id"] in listings]

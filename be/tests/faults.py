@@ -38,6 +38,7 @@ class FaultyDB:
         self._action = action
         self._collections = {}
         self.writes = []  # (n, collection, method, number of bulk operations or None)
+        self.pushed = {}  # n -> the marker a bulk write's operations push, if any
         self.fired = False
 
     def __getitem__(self, name):
@@ -60,6 +61,10 @@ class FaultyDB:
         if method == "bulk_write":
             ops = list(kwargs.get("requests", args[0] if args else []))
         self.writes.append((n, coll, method, None if ops is None else len(ops)))
+        for op in ops or ():
+            doc = getattr(op, "_doc", None)  # pymongo's UpdateOne keeps its update here
+            if isinstance(doc, dict) and isinstance(doc.get("$push"), dict):
+                self.pushed[n] = doc["$push"].get("ops")
         if n != self._at:
             return call(*args, **kwargs)
         self.fired = True
@@ -132,6 +137,14 @@ def count_writes(ctx, fn):
     with faulty(ctx) as db:
         fn()
     return list(db.writes)
+
+
+def pushed_markers(ctx, fn):
+    """Run ``fn()`` and return {write number: marker pushed} for its bulk writes that
+    push an effect marker (``<order>:<effect>``): where effects are applied."""
+    with faulty(ctx) as db:
+        fn()
+    return dict(db.pushed)
 
 
 def crash_points(writes):

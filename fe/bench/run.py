@@ -70,7 +70,9 @@ def start_server(threads):
 
     backend = Backend()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queueing is the load's point
-    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=threads)
+    # poll: closing the server later cannot break a select() on its closed sockets
+    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=threads,
+                        asyncore_use_poll=True)
     threading.Thread(target=srv.run, name="bench-server", daemon=True).start()
     sweeper = None
     if backend.settings.embedded:  # as app.py runs it: the timeout sweep is part of the load
@@ -244,6 +246,7 @@ def run(args, out=print):
         if sweeper is not None:
             sweeper.stop()
         if server is not None:
+            server.task_dispatcher.shutdown()  # let in-flight requests finish first
             server.close()
 
 
