@@ -174,7 +174,7 @@ def test_a_two_character_word_of_a_title_finds_it(world):
             for word in words2(info["title"])[:1]:
                 assert info["id"] in ids(all_hits(world.ctx, word, "title")), (name, word)
                 checked += 1
-    assert checked >= 20
+    assert checked >= (20 if world.real else 5)
 
 
 def test_a_tag_finds_every_book_so_tagged(world):

@@ -14,7 +14,8 @@ from scripts import gen_books
 from scripts.gen_books import generate, iter_books
 
 REPO = Path(__file__).resolve().parents[2]
-REAL_DB = Path(os.environ.get("REAL_BOOK_DB", "/work/shared/data/book.db"))
+REAL_DB = Path(os.environ.get(
+    "REAL_BOOK_DB", Path(__file__).resolve().parents[3] / "shared" / "data" / "book.db"))
 
 EXPECTED_COLUMNS = [
     ("id", "TEXT"), ("title", "TEXT"), ("author", "TEXT"), ("publisher", "TEXT"),
