@@ -8,6 +8,12 @@ adapts it without changing how the application calls pymongo:
   as a single-document MongoDB operation is (the server's threads share it);
 * a filter that names a single ``_id`` (or an ``$in`` list of them) looks those
   documents up directly instead of scanning (what the real ``_id`` index does);
+* every declared index keeps a hash map from the value of its first key to the
+  documents holding it, kept current on every write, and a filter that pins that
+  field by equality or ``$in`` (or bounds it by a range) reads its candidates
+  from the map instead of scanning (see "Secondary indexes" below);
+* a cursor with a limit copies only the documents it returns (mongomock copies
+  every match first), and ``find_one`` reads with a limit of one, as pymongo does;
 * unique indexes are checked through a hash map, not a scan per write;
 * TTL expiry runs at most once a second per collection instead of on every read;
 * ``bulk_write`` accepts the operations of current pymongo releases.
@@ -19,16 +25,19 @@ process: the index test records the suite's query shapes through it.
 import copy
 import datetime
 import functools
+import itertools
 import re
 import threading
 import time
 import types
+from collections.abc import Mapping
 
 import bson
 
 import mongomock
 from mongomock import collection as _mm_collection
 from mongomock import store as _mm_store
+from mongomock.filtering import NOTHING, iter_key_candidates
 
 _LOCK = threading.RLock()
 _PATCHED = False
@@ -107,6 +116,275 @@ def _shallow_copy(value):
     return value if type(value) in _IMMUTABLE else copy.copy(value)
 
 
+# ---------------------------------------------------------------- secondary indexes
+#
+# mongomock keeps indexes only as declarations and answers every query with a
+# full match over every document. For each field that is the FIRST key of some
+# declared index, the store here keeps a _FieldMap: value -> set of the _ids
+# (store keys) of the documents holding it. Filters that pin such a field by a
+# plain equality, ``$eq`` or ``$in`` over hashable scalars take their candidates
+# from the map, as a real MongoDB's index bounds do; only the candidates get the
+# full match, in the collection's natural (insertion) order.
+#
+# Exactness, not MongoDB's semantics, is the contract: the answer must be what
+# mongomock's own full match gives. mongomock compares with Python ``==`` (so
+# ``True`` matches ``1`` and ``1.0``, unlike MongoDB), and a dict keyed by the
+# value groups exactly the values ``==`` groups, because for the scalar types
+# accepted in a query (_EQ_TYPES) equal values hash alike. A document's keys for
+# a field mirror mongomock's matcher (``filtering.iter_key_candidates``): each
+# candidate value, each element of an array candidate (an equality on an array
+# field matches its elements), and None for a missing field or null (``None``
+# matches both). Elements that are documents or arrays never equal a scalar, so
+# they get no key.
+#
+# One difference remains, on invalid filters only: mongomock reports a bad
+# operator when its scan first evaluates it on some document; here only the
+# candidates are evaluated, so with no candidate nothing is reported.
+#
+# Keeping the maps current: the store's writes (__setitem__: inserts, replaced
+# documents and rollbacks; __delitem__: deletes and TTL expiry; drop) are hooked,
+# and so are mongomock's two in-place update paths (_apply_update_document and
+# _apply_update_pipeline), which change the stored dict without re-setting it:
+# there the keys are read before and after the change.
+
+_EQ_TYPES = frozenset({str, int, bool, float, type(None), datetime.datetime,
+                       bson.ObjectId, bson.Int64})
+# operand types a range can use the map's "present" set for: bson_compare only
+# matches values of the same comparison type, and those are never null
+_RANGE_TYPES = frozenset({str, int, float, datetime.datetime, bson.Int64})
+_OTHER = object()  # key of an unhashable scalar (Decimal128, Regex...): present, never equal
+_NO_KEYS = frozenset()
+
+
+def _eq_value(value):
+    return type(value) in _EQ_TYPES and value == value  # NaN equals nothing, not even itself
+
+
+class _FieldMap:
+    """value -> _ids for one field, plus the _ids holding any non-null value."""
+    __slots__ = ("field", "buckets", "present")
+
+    def __init__(self, field):
+        self.field = field
+        self.buckets = {}
+        self.present = set()  # what a range on the field can match (a sparse index's keys)
+
+    def keys(self, doc):
+        keys = set()
+        for value in iter_key_candidates(self.field, doc):
+            if value is NOTHING or value is None:
+                keys.add(None)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    if not isinstance(item, (dict, list, tuple)):
+                        _add_key(keys, item)
+            elif not isinstance(value, dict):
+                _add_key(keys, value)
+        return keys
+
+    def update(self, doc_key, old, new):
+        if old == new:
+            return
+        buckets = self.buckets
+        for value in old - new:
+            bucket = buckets.get(value)
+            if bucket is not None:
+                bucket.discard(doc_key)
+                if not bucket:
+                    del buckets[value]
+        for value in new - old:
+            bucket = buckets.get(value)
+            if bucket is None:
+                bucket = buckets[value] = set()
+            bucket.add(doc_key)
+        if len(new) > (None in new):
+            self.present.add(doc_key)
+        else:
+            self.present.discard(doc_key)
+
+
+def _add_key(keys, value):
+    try:
+        keys.add(value)
+    except TypeError:
+        keys.add(_OTHER)
+
+
+class _Secondary:
+    """A store's maps, by field, and each document's insertion rank: candidates
+    come back in natural order, as mongomock's scan returns them."""
+    __slots__ = ("maps", "seq", "next")
+
+    def __init__(self, store):
+        self.maps = {}
+        self.seq = {key: n for n, key in enumerate(store._documents)}
+        self.next = len(self.seq)
+
+
+def _indexed_fields(store):
+    fields = set()
+    for index in store.indexes.values():
+        key = index.get("key")
+        if key:
+            field = key[0][0]
+            if isinstance(field, str) and field != "_id" and not field.startswith("$"):
+                fields.add(field)
+    return fields
+
+
+def _secondary(store):
+    """The store's maps, one per first key of its current indexes (built from the
+    documents the first time a query needs them; dropped with their index)."""
+    wanted = _indexed_fields(store)
+    state = store.__dict__.get("_secondary")
+    if state is None:
+        if not wanted:
+            return None
+        state = store._secondary = _Secondary(store)
+    for field in wanted - state.maps.keys():
+        fmap = _FieldMap(field)
+        for doc_key, doc in store._documents.items():
+            fmap.update(doc_key, _NO_KEYS, fmap.keys(doc))
+        state.maps[field] = fmap
+    for field in state.maps.keys() - wanted:
+        del state.maps[field]
+    return state
+
+
+def _clause(value):
+    """How a map can serve one ``field: value`` clause: ("eq", values, exact),
+    ("range", None, False) or None. Exact: the map's candidates are precisely
+    the documents the clause matches, so the clause needs no full match."""
+    kind = type(value)
+    if kind in _EQ_TYPES:
+        if not _eq_value(value):
+            return None
+        if kind is bson.ObjectId:
+            # mongomock also matches an array holding the id's string form
+            return "eq", (value, str(value)), False
+        return "eq", (value,), True
+    if kind is not dict or not value:
+        return None
+    if len(value) == 1:
+        (op, arg), = value.items()
+        if op == "$eq" and _eq_value(arg):
+            return "eq", (arg,), True
+        if op == "$in" and isinstance(arg, (list, tuple)) and all(_eq_value(v) for v in arg):
+            return "eq", tuple(arg), True
+    if value.keys() <= _RANGE and all(type(v) in _RANGE_TYPES and v == v
+                                      for v in value.values()):
+        return "range", None, False
+    return None
+
+
+def _index_plan(store, filter):
+    """(candidate documents in natural order, residual filter), or None when no
+    map serves the filter. Clauses come from the filter's top level and from a
+    top-level ``$and``; every served clause narrows the candidates, and the exact
+    ones leave the filter the candidates still have to pass."""
+    state = _secondary(store)
+    if state is None or not state.maps:
+        return None
+    maps = state.maps
+    served = []  # (estimate, kind, fmap, values, exact, where, field)
+    parts = filter.get("$and")
+    if not (isinstance(parts, list) and parts and all(type(p) is dict for p in parts)):
+        parts = None
+    places = [(None, filter)] + [(n, part) for n, part in enumerate(parts or ())]
+    for where, clauses in places:
+        for field, value in clauses.items():
+            fmap = maps.get(field)
+            how = fmap is not None and _clause(value)
+            if not how:
+                continue
+            kind, values, exact = how
+            if kind == "eq":
+                values = tuple(dict.fromkeys(values))
+                estimate = sum(len(fmap.buckets.get(v, ())) for v in values)
+            else:
+                estimate = len(fmap.present)
+            served.append((estimate, kind, fmap, values, exact, where, field))
+    if not served:
+        return None
+    served.sort(key=lambda s: s[0])
+
+    candidates = None
+    for _, kind, fmap, values, _, _, _ in served:
+        if kind == "range":
+            sets = [fmap.present]
+        else:
+            sets = [fmap.buckets[v] for v in values if v in fmap.buckets]
+        if candidates is None:
+            candidates = set().union(*sets)
+        elif len(sets) == 1:
+            candidates &= sets[0]
+        else:
+            candidates = {k for k in candidates if any(k in s for s in sets)}
+        if not candidates:
+            return [], filter
+
+    # natural order: by insertion rank, or a walk of the store when most match
+    documents = store._documents
+    if len(candidates) * 8 > len(documents):
+        docs = [doc for key, doc in documents.items() if key in candidates]
+    else:
+        seq = state.seq
+        docs = [documents[key] for key in sorted(candidates, key=seq.__getitem__)]
+
+    exact = {(where, field) for _, _, _, _, is_exact, where, field in served if is_exact}
+    residual = {k: v for k, v in filter.items() if (None, k) not in exact and k != "$and"}
+    if parts is None:
+        if "$and" in filter:
+            residual["$and"] = filter["$and"]
+    else:
+        rest = [{k: v for k, v in part.items() if (n, k) not in exact}
+                for n, part in enumerate(parts)]
+        rest = [part for part in rest if part]
+        if rest:
+            residual["$and"] = rest
+    return docs, residual
+
+
+def _touches(field, update):
+    """May this update document change ``field``? Replacements and unknown shapes
+    may; operators only through paths sharing its first segment."""
+    if not isinstance(update, dict) or not update or \
+            not all(isinstance(k, str) and k.startswith("$") for k in update):
+        return True
+    head = field.split(".", 1)[0]
+    for op, paths in update.items():
+        if not isinstance(paths, dict):
+            return True
+        names = list(paths)
+        if op == "$rename":
+            names += list(paths.values())
+        for name in names:
+            if not isinstance(name, str) or name.split(".", 1)[0] == head:
+                return True
+    return False
+
+
+# Sort values whose comparison in mongomock (BsonComparable -> bson_compare) is
+# plain Python comparison: values of one of these groups compare as Python does.
+_NATIVE_SORT = (frozenset({str}), frozenset({datetime.datetime}),
+                frozenset({int, float, bson.Int64}))
+
+
+def _sorted_by(docs, field, descending):
+    """``docs`` sorted on one key exactly as mongomock sorts them (stable, its
+    BSON order), comparing plain values directly when every document holds one
+    of the same kind: most sorts on an indexed list (dates, ids), which
+    mongomock compares through a Python-level BSON comparison."""
+    resolve = _mm_collection.filtering.resolve_key
+    values = [resolve(field, d) for d in docs]
+    kinds = {type(v) for v in values}
+    if any(kinds <= group for group in _NATIVE_SORT):
+        order = sorted(range(len(docs)), key=values.__getitem__, reverse=descending)
+        return [docs[i] for i in order]
+    sort_key = _mm_collection.filtering.resolve_sort_key
+    return sorted(docs, key=lambda d: sort_key(field, d), reverse=descending)
+
+
 def _patch_mongomock():
     global _PATCHED
     if _PATCHED:
@@ -135,6 +413,17 @@ def _patch_mongomock():
             only_id = len(filter) == 1
             return iter([d for d in docs if d is not None
                          and (only_id or _mm_collection.filter_applies(filter, d))])
+        if isinstance(filter, dict) and filter:
+            store = self._store
+            store._remove_expired_documents()
+            plan = _index_plan(store, filter) if store._documents else None
+            if plan is not None:
+                docs, residual = plan
+                if not residual:
+                    return iter(docs)
+                applies = _mm_collection.filter_applies
+                # lazy, as mongomock's own scan: update_one stops at the first match
+                return (d for d in docs if applies(residual, d))
         checks = _prefilter(filter) if isinstance(filter, dict) else None
         if checks:
             # a scan still, but documents that plainly fail a string equality or
@@ -198,6 +487,139 @@ def _patch_mongomock():
         original_expire(self)
 
     _mm_store.CollectionStore._remove_expired_documents = _remove_expired_documents
+
+    # Secondary-index maps follow every write to the store (see _FieldMap).
+    store_class = _mm_store.CollectionStore
+    original_setitem = store_class.__setitem__
+    original_delitem = store_class.__delitem__
+    original_drop = store_class.drop
+
+    def __setitem__(self, key, val):
+        state = self.__dict__.get("_secondary")
+        if state is None:
+            return original_setitem(self, key, val)
+        old = self._documents.get(key)
+        original_setitem(self, key, val)
+        if old is None:  # a new key goes last in the OrderedDict: natural order
+            state.seq[key] = state.next
+            state.next += 1
+        for fmap in state.maps.values():
+            fmap.update(key, fmap.keys(old) if old is not None else _NO_KEYS, fmap.keys(val))
+
+    def __delitem__(self, key):
+        state = self.__dict__.get("_secondary")
+        old = self._documents.get(key) if state is not None else None
+        original_delitem(self, key)
+        if old is not None:
+            state.seq.pop(key, None)
+            for fmap in state.maps.values():
+                fmap.update(key, fmap.keys(old), _NO_KEYS)
+
+    def drop(self):
+        original_drop(self)
+        self.__dict__.pop("_secondary", None)
+
+    store_class.__setitem__ = __setitem__
+    store_class.__delitem__ = __delitem__
+    store_class.drop = drop
+
+    def tracked(self, doc, update, apply):
+        # mongomock updates a stored document in place: read its keys before and
+        # after (after even if the update fails half-way: mongomock keeps what it
+        # changed). An upsert's new document is not stored yet; __setitem__ sees it.
+        store = self._store
+        state = store.__dict__.get("_secondary")
+        if state is None or not state.maps:
+            return apply()
+        try:
+            key = _store_key(doc.get("_id"))
+            stored = store._documents.get(key) is doc
+        except TypeError:  # an unhashable _id: not a stored document
+            stored = False
+        if not stored:
+            return apply()
+        maps = [m for m in state.maps.values() if update is None or _touches(m.field, update)]
+        before = [m.keys(doc) for m in maps]
+        try:
+            return apply()
+        finally:
+            for fmap, old in zip(maps, before):
+                fmap.update(key, old, fmap.keys(doc))
+
+    # Each document gets its own copy of the update's values: mongomock stores a
+    # $set or $push sub-document by reference, so every document one update_many
+    # changed shared it, and a later in-place update of one changed them all
+    # (behind the maps' back, and unlike MongoDB).
+    coll_class = _mm_collection.Collection
+    original_apply = coll_class._apply_update_document
+    original_pipeline = coll_class._apply_update_pipeline
+
+    def _apply_update_document(self, existing_document, spec, document, was_insert):
+        document = _deepcopy(document)
+        return tracked(self, existing_document, document, lambda: original_apply(
+            self, existing_document, spec, document, was_insert))
+
+    def _apply_update_pipeline(self, existing_document, pipeline, session):
+        pipeline = _deepcopy(pipeline)
+        return tracked(self, existing_document, None, lambda: original_pipeline(
+            self, existing_document, pipeline, session))
+
+    coll_class._apply_update_document = _apply_update_document
+    coll_class._apply_update_pipeline = _apply_update_pipeline
+
+    # mongomock's cursor copies every match before applying skip and limit: a page
+    # of a long order list copied the whole list. With a limit, copy only the
+    # window (all of it at the first read, as mongomock computes its results).
+    cursor_class = _mm_collection.Cursor
+    original_results = cursor_class._compute_results
+
+    def _compute_results(self, with_limit_and_skip=False):
+        if not (with_limit_and_skip and self._limit):
+            return original_results(self, with_limit_and_skip)
+        key = (self._factory, self._skip, self._limit)
+        cached = self.__dict__.get("_window")
+        if cached is None or cached[0] != key:
+            rows = itertools.islice(self._factory(), self._skip, self._skip + abs(self._limit))
+            if self.collection.codec_options.tz_aware:
+                rows = (mongomock.helpers.make_datetime_timezone_aware_in_document(x)
+                        for x in rows)
+            cached = self._window = (key, list(rows))
+        return cached[1]
+
+    cursor_class._compute_results = _compute_results
+
+    def _get_dataset(self, spec, sort, fields, as_class):
+        # mongomock's, with _sorted_by for each sort key (last key first, stable)
+        dataset = self._iter_documents(spec)
+        if sort:
+            if isinstance(sort, dict):
+                sort = sort.items()
+            for sort_key, sort_direction in reversed(list(sort)):
+                if sort_key == "$natural":
+                    if sort_direction < 0:
+                        dataset = iter(reversed(list(dataset)))
+                    continue
+                if sort_key.startswith("$"):
+                    raise NotImplementedError(
+                        f"Sorting by {sort_key} is not implemented in mongomock yet")
+                dataset = iter(_sorted_by(list(dataset), sort_key, sort_direction < 0))
+        for document in dataset:
+            yield self._copy_only_fields(document, fields, as_class)
+
+    coll_class._get_dataset = _get_dataset
+
+    def find_one(self, filter=None, *args, **kwargs):
+        # as pymongo's find_one: a cursor limited to one document (mongomock's
+        # copied every match to return the first)
+        if filter is None:
+            filter = {}
+        if not isinstance(filter, Mapping):
+            filter = {"_id": filter}
+        for doc in self.find(filter, *args, **kwargs).limit(-1):
+            return doc
+        return None
+
+    coll_class.find_one = find_one
 
     # mongomock snapshots every document it updates and copies every document it
     # returns with copy.deepcopy/copy.copy; stored documents hold only dicts, lists

@@ -3,8 +3,8 @@ over a fresh embedded database, and a generated book file for fe.access.book."""
 import threading
 
 import pytest
-from waitress.server import create_server
 
+from app import make_server
 from be.api import create_app
 from be.backend import Backend
 from be.config import Settings
@@ -25,8 +25,8 @@ def server(backend, tmp_path_factory):
     book_db = tmp_path_factory.mktemp("books") / "book.db"
     generate(str(book_db), 300, seed=7)
     conf.Book_DB = str(book_db)
-    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=8,
-                        asyncore_use_poll=True)
+    srv = make_server(create_app(backend), "127.0.0.1", 0, threads=8,  # as app.py serves
+                      asyncore_use_poll=True)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     conf.URL = f"http://127.0.0.1:{srv.effective_port}/"

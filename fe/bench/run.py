@@ -11,13 +11,20 @@ then N threads each order (``--lines`` distinct books) and pay, as their own
 buyer with their own token and keep-alive session, for the same time. Prints
 throughput (paid orders per second), p50/p99 of each call in ms and as a
 multiple of /ping's p50, and the failed calls.
+
+The machine is shared by the client, the server and whatever else runs there, so
+each level also reports the load average and, per phase, the CPU used by the
+server (when it listens on this machine and its process is visible), by this
+bench and by everything else: a busy machine is not a slow server.
 """
 import argparse
 import logging
+import os
 import random
 import threading
 import time
 from collections import Counter, defaultdict
+from urllib.parse import urlsplit
 
 from fe.access.client import get
 from fe.bench import workload
@@ -62,23 +69,119 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------- server
 
 def start_server(threads):
-    """An in-process server as fe/conftest.py makes it; (server, url, backend, sweeper)."""
-    from waitress.server import create_server
-
+    """An in-process server as app.py makes it; (server, url, backend, sweeper)."""
+    from app import make_server
     from be.api import create_app
     from be.backend import Backend
 
     backend = Backend()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queueing is the load's point
     # poll: closing the server later cannot break a select() on its closed sockets
-    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=threads,
-                        asyncore_use_poll=True)
+    srv = make_server(create_app(backend), "127.0.0.1", 0, threads, asyncore_use_poll=True)
     threading.Thread(target=srv.run, name="bench-server", daemon=True).start()
     sweeper = None
     if backend.settings.embedded:  # as app.py runs it: the timeout sweep is part of the load
         from be.watcher import Sweeper
         sweeper = Sweeper(backend).start()
     return srv, f"http://127.0.0.1:{srv.effective_port}/", backend, sweeper
+
+
+# ---------------------------------------------------------------- the machine
+
+def local_server_pid(url):
+    """The process listening on ``url``'s port on this machine, or None (Linux only:
+    the listening socket in /proc/net/tcp*, then the process holding it)."""
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    port = parts.port or 80
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = [line.split() for line in f][1:]
+        except OSError:
+            continue
+        sockets |= {f"socket:[{r[9]}]" for r in rows  # state 0A: listening
+                    if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port}
+    if not sockets:
+        return None
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in sockets
+                   for fd in os.listdir(f"/proc/{pid}/fd")):
+                return int(pid)
+        except OSError:  # gone, or not ours to look at
+            continue
+    return None
+
+
+def _process_cpu_s(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _machine_busy_s():
+    """CPU seconds all cores spent busy since boot (Linux), or None."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuMeter:
+    """CPU used during a phase, in cores (1.0 = one core busy throughout): the whole
+    machine's, this bench's, the server's and every other process's. ``server_pid``:
+    the server's process, "bench" when it runs in this one (its CPU is the bench's),
+    None when unknown (then so are the server's and the others' shares)."""
+
+    def __init__(self, server_pid):
+        self.server_pid = server_pid if server_pid != "bench" else None
+        self.in_bench = server_pid == "bench"
+
+    def __enter__(self):
+        self._start = (time.perf_counter(), time.process_time(), _machine_busy_s(),
+                       _process_cpu_s(self.server_pid) if self.server_pid else None)
+        return self
+
+    def __exit__(self, *exc):
+        wall0, bench0, machine0, server0 = self._start
+        wall = time.perf_counter() - wall0
+        self.bench = (time.process_time() - bench0) / wall
+        machine = _machine_busy_s()
+        self.machine = None if None in (machine, machine0) else (machine - machine0) / wall
+        server = _process_cpu_s(self.server_pid) if self.server_pid else None
+        self.server = None if None in (server, server0) else (server - server0) / wall
+        known = self.in_bench or self.server is not None
+        self.others = (max(0.0, self.machine - self.bench - (self.server or 0.0))
+                       if known and self.machine is not None else None)
+        return False
+
+    def as_dict(self):
+        return {"machine": self.machine, "bench": self.bench, "server": self.server,
+                "server_in_bench": self.in_bench, "others": self.others}
+
+
+def load_average():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+# a phase in which other processes kept this much of a core busy measured a busy
+# machine, not just this server
+BUSY_OTHERS = 0.25
+# one interpreter's threads share a GIL: a bench using this much of a core is the limit
+CLIENT_BOUND = 0.9
 
 
 # ---------------------------------------------------------------- measuring
@@ -159,8 +262,9 @@ def percentile(values, q):
 
 # ---------------------------------------------------------------- reporting
 
-def level(n_threads, ping, ping_s, orders, orders_s):
-    """The figures of one concurrency level, as a dict (what the smoke test reads)."""
+def level(n_threads, ping, ping_s, orders, orders_s, cpu=None, load=None):
+    """The figures of one concurrency level, as a dict (what the smoke test reads).
+    ``cpu``: {"ping": CpuMeter, "orders": CpuMeter}; ``load``: the load average."""
     base = percentile(ping.seconds["ping"], 50)
     calls = {}
     for name, rec in (("ping", ping), ("new_order", orders), ("payment", orders)):
@@ -180,7 +284,14 @@ def level(n_threads, ping, ping_s, orders, orders_s):
         "failures": sum(ping.failures.values()) + sum(orders.failures.values()),
         "failure_kinds": dict(ping.failures + orders.failures),
         "calls": calls,
+        "load": load,
+        "cpu": {phase: meter.as_dict() for phase, meter in (cpu or {}).items()},
     }
+
+
+def busy_machine(r):
+    """True when other processes took a real share of the CPU during a phase."""
+    return any((c["others"] or 0.0) > BUSY_OTHERS for c in r["cpu"].values())
 
 
 def print_level(r, out=print):
@@ -193,6 +304,22 @@ def print_level(r, out=print):
             f"{c['failed']:>8}")
     out(f"  ping: {r['ping_per_s']:.0f} calls/s   paid orders: {r['paid_per_s']:.1f}/s "
         f"({r['paid']} paid)   failures: {r['failures']}")
+    if r["cpu"]:
+        def pct(v):
+            return "?" if v is None else f"{v * 100:.0f}%"
+        load = "?" if r["load"] is None else f"{r['load']:.2f}"
+        out(f"  machine: load average {load} on {os.cpu_count()} cores; CPU (100% = one core) "
+            + "; ".join(f"{phase}: all {pct(c['machine'])} = bench {pct(c['bench'])}"
+                        + (" (server inside)" if c["server_in_bench"]
+                           else f" + server {pct(c['server'])}")
+                        + f" + others {pct(c['others'])}" for phase, c in r["cpu"].items()))
+        if busy_machine(r):
+            out("  NOTE: other processes were busy during this level: its figures measure a "
+                "shared machine, not this server alone")
+        ping_cpu = r["cpu"].get("ping", {})
+        if ping_cpu.get("bench", 0.0) >= CLIENT_BOUND and not ping_cpu.get("server_in_bench"):
+            out("  NOTE: the bench's own interpreter kept a whole core busy during /ping: "
+                "the client, not the server, set /ping's rate at this level")
     for (call, detail), count in sorted(r["failure_kinds"].items(), key=str):
         out(f"    {call} failed {count}x: {detail}")
 
@@ -202,7 +329,7 @@ def print_summary(results, args, out=print):
         f"targets: p50 <= {TARGET_P50_X_PING:g}x ping p50, p99 <= {TARGET_P99_X_P50:g}x p50, "
         f"no failures)")
     out(f"  {'threads':>7}{'ping/s':>9}{'paid/s':>9}{'new_order p50':>15}{'p99/p50':>9}"
-        f"{'payment p50':>13}{'p99/p50':>9}{'failed':>8}  targets")
+        f"{'payment p50':>13}{'p99/p50':>9}{'failed':>8}  targets  machine")
     for r in results:
         no, pay = r["calls"]["new_order"], r["calls"]["payment"]
         met = (r["failures"] == 0 and all(
@@ -211,7 +338,15 @@ def print_summary(results, args, out=print):
         out(f"  {r['threads']:>7}{r['ping_per_s']:>9.0f}{r['paid_per_s']:>9.1f}"
             f"{no['p50_x_ping']:>14.1f}x{no['p99_x_p50']:>8.1f}x"
             f"{pay['p50_x_ping']:>12.1f}x{pay['p99_x_p50']:>8.1f}x{r['failures']:>8}"
-            f"  {'met' if met else 'MISSED'}")
+            f"  {'met' if met else 'MISSED':<7}  {_machine_note(r)}")
+
+
+def _machine_note(r):
+    load = "" if r["load"] is None else f"load {r['load']:.1f}"
+    others = [c["others"] for c in r["cpu"].values() if c["others"] is not None]
+    if others:
+        load += f"{', ' if load else ''}others {max(others) * 100:.0f}%"
+    return load + (" BUSY" if busy_machine(r) else "")
 
 
 def run(args, out=print):
@@ -226,6 +361,9 @@ def run(args, out=print):
         url = args.url or conf.URL
     if not url.endswith("/"):
         url += "/"
+    server_pid = "bench" if server is not None else local_server_pid(url)
+    if server_pid == os.getpid():  # the tests' server runs in the bench's process
+        server_pid = "bench"
     try:
         world = workload.setup(url, buyers=max(args.thread_counts), sellers=args.sellers,
                                books=args.books, log=out)
@@ -236,9 +374,13 @@ def run(args, out=print):
                 workload.preload_http(world, args.orders_before, args.lines, log=out)
         results = []
         for n in args.thread_counts:
-            ping, ping_s = measure_ping(url, n, args.seconds)
-            orders, orders_s = measure_orders(world, n, args.seconds, args.lines)
-            results.append(level(n, ping, ping_s, orders, orders_s))
+            load = load_average()
+            with CpuMeter(server_pid) as ping_cpu:
+                ping, ping_s = measure_ping(url, n, args.seconds)
+            with CpuMeter(server_pid) as orders_cpu:
+                orders, orders_s = measure_orders(world, n, args.seconds, args.lines)
+            results.append(level(n, ping, ping_s, orders, orders_s,
+                                 {"ping": ping_cpu, "orders": orders_cpu}, load))
             print_level(results[-1], out)
         print_summary(results, args, out)
         return results
