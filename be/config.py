@@ -1,6 +1,6 @@
 """Settings read once from the environment, so every process agrees on them."""
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def _int_env(name, default):

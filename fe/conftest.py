@@ -1,14 +1,12 @@
 """REST test fixtures: one real server (waitress, in this process, on a free port)
 over a fresh embedded database, and a generated book file for fe.access.book."""
-import threading
 
 import pytest
 
-from app import make_server
-from be.api import create_app
 from be.backend import Backend
 from be.config import Settings
 from fe import conf
+from fe.serving import ThreadedServer
 from scripts.gen_books import generate
 
 TEST_SETTINGS = dict(password_method="pbkdf2:sha256:1000")
@@ -25,11 +23,7 @@ def server(backend, tmp_path_factory):
     book_db = tmp_path_factory.mktemp("books") / "book.db"
     generate(str(book_db), 300, seed=7)
     conf.Book_DB = str(book_db)
-    srv = make_server(create_app(backend), "127.0.0.1", 0, threads=8,  # as app.py serves
-                      asyncore_use_poll=True)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    conf.URL = f"http://127.0.0.1:{srv.effective_port}/"
-    yield srv
-    srv.task_dispatcher.shutdown()
-    srv.close()
+    srv = ThreadedServer(backend)
+    conf.URL = srv.url
+    yield srv.server
+    srv.stop()

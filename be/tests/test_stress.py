@@ -27,10 +27,8 @@ import threading
 import time
 
 import pytest
-from waitress.server import create_server
 
 from be import errors
-from be.api import create_app
 from be.audit import audit
 from be.backend import Backend
 from be.clock import ManualClock
@@ -40,6 +38,7 @@ from be.tests.faults import Crash, FaultyDB, crash_at, pushed_markers, sibling
 from be.tests.test_crash import (PASSWORD, SCENARIOS, WRITES, assert_clean, recover_like_the_system,
                                  run_op, setup_scenario)
 from be.watcher import sweep
+from fe.serving import ThreadedServer
 
 
 # ---------------------------------------------------------------- 1. interleavings
@@ -459,11 +458,9 @@ def http_server():
     settings = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
                                  token_lifetime_s=10**9)
     backend = Backend(settings, clock=ManualClock())
-    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield backend, f"http://127.0.0.1:{srv.effective_port}/"
-    srv.close()
+    srv = ThreadedServer(backend)
+    yield backend, srv.url
+    srv.stop()
 
 
 def test_http_stress_no_5xx(http_server):

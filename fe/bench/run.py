@@ -3,6 +3,7 @@
     python -m fe.bench --url http://127.0.0.1:5000/ --threads 1,4,16,64 --seconds 10 --lines 10
     python -m fe.bench --start-server --threads 1,4,16,64 --seconds 5
     python -m fe.bench --start-server --orders-before 100000 --threads 16 --seconds 5
+    python -m fe.bench --url http://127.0.0.1:5000/ --threads 64 --processes 2
 
 Sets up sellers, stores, books and funded buyers over HTTP (fe.access), then for
 each client concurrency N, in the same run: N threads call GET /ping for the
@@ -15,11 +16,16 @@ multiple of /ping's p50, and the failed calls.
 The machine is shared by the client, the server and whatever else runs there, so
 each level also reports the load average and, per phase, the CPU used by the
 server (when it listens on this machine and its process is visible), by this
-bench and by everything else: a busy machine is not a slow server.
+bench and by everything else: a busy machine is not a slow server. One Python
+process's threads share one GIL, so at high concurrency the bench itself can set
+/ping's rate (it says so); ``--processes`` spreads each level's threads over
+several client processes.
 """
 import argparse
 import logging
+import multiprocessing
 import os
+import queue
 import random
 import threading
 import time
@@ -45,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--server-threads", type=int, default=8,
                    help="request threads of the --start-server server (app.py's default)")
     p.add_argument("--threads", default="1,4,16,64", help="client thread counts, comma-separated")
+    p.add_argument("--processes", type=int, default=1,
+                   help="client processes sharing each level's threads (one process's "
+                        "threads share one GIL: at 64 threads it can be the limit on /ping)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each timed phase")
     p.add_argument("--lines", type=int, default=10, help="order lines (distinct books) per order")
     p.add_argument("--sellers", type=int, default=2, help="sellers, one store each")
@@ -59,6 +68,8 @@ def parse_args(argv=None):
         p.error("--threads takes whole numbers separated by commas, e.g. 1,4,16,64")
     if not args.thread_counts or min(args.thread_counts) < 1:
         p.error("--threads: each count must be at least 1")
+    if args.processes < 1:
+        p.error("--processes must be at least 1")
     if args.lines < 1 or args.books < args.lines:
         p.error("--lines must be at least 1 and at most --books")
     if args.start_server and args.url:
@@ -137,6 +148,12 @@ def _machine_busy_s():
         return None
 
 
+def _bench_cpu_s():
+    """CPU seconds of this process and of its client processes that have ended."""
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+
+
 class CpuMeter:
     """CPU used during a phase, in cores (1.0 = one core busy throughout): the whole
     machine's, this bench's, the server's and every other process's. ``server_pid``:
@@ -148,14 +165,14 @@ class CpuMeter:
         self.in_bench = server_pid == "bench"
 
     def __enter__(self):
-        self._start = (time.perf_counter(), time.process_time(), _machine_busy_s(),
+        self._start = (time.perf_counter(), _bench_cpu_s(), _machine_busy_s(),
                        _process_cpu_s(self.server_pid) if self.server_pid else None)
         return self
 
     def __exit__(self, *exc):
         wall0, bench0, machine0, server0 = self._start
         wall = time.perf_counter() - wall0
-        self.bench = (time.process_time() - bench0) / wall
+        self.bench = (_bench_cpu_s() - bench0) / wall
         machine = _machine_busy_s()
         self.machine = None if None in (machine, machine0) else (machine - machine0) / wall
         server = _process_cpu_s(self.server_pid) if self.server_pid else None
@@ -187,7 +204,8 @@ CLIENT_BOUND = 0.9
 # ---------------------------------------------------------------- measuring
 
 class Recorder:
-    """Latencies and failures of one thread (merged after the phase)."""
+    """Latencies and failures of one thread (merged after the phase, across client
+    processes too)."""
 
     def __init__(self):
         self.seconds = defaultdict(list)
@@ -199,38 +217,47 @@ class Recorder:
         if not ok:
             self.failures[(call, detail)] += 1
 
+    def merge(self, seconds, failures, paid):
+        for call, values in seconds.items():
+            self.seconds[call].extend(values)
+        self.failures.update(failures)
+        self.paid += paid
 
-def _phase(n_threads, seconds, url, body):
-    """Run ``body(n, deadline, recorder)`` in n threads, started together after
-    each has opened its connection; returns (merged Recorder, elapsed seconds)."""
+
+def _phase(n_threads, seconds, url, body, everyone=None):
+    """Run ``body(n, deadline, recorder)`` in n threads, started together once each
+    has opened its connection (and, with ``everyone``, a multiprocessing barrier,
+    once every client process's threads have); returns (Recorder, elapsed seconds)."""
     recorders = [Recorder() for _ in range(n_threads)]
-    ready = threading.Barrier(n_threads + 1)
+    connected = threading.Barrier(n_threads + 1)
+    go = threading.Event()
     window = {}
 
     def thread(n):
         get(url + "ping", {})  # connect (keep-alive) before the clock starts
-        ready.wait()
+        connected.wait()
+        go.wait()
         body(n, window["deadline"], recorders[n])
 
     threads = [threading.Thread(target=thread, args=(n,), daemon=True) for n in range(n_threads)]
     for t in threads:
         t.start()
+    connected.wait()
+    if everyone is not None:
+        everyone.wait()
     window["deadline"] = time.perf_counter() + seconds
     started = time.perf_counter()
-    ready.wait()
+    go.set()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
     merged = Recorder()
     for r in recorders:
-        for call, values in r.seconds.items():
-            merged.seconds[call].extend(values)
-        merged.failures.update(r.failures)
-        merged.paid += r.paid
+        merged.merge(r.seconds, r.failures, r.paid)
     return merged, elapsed
 
 
-def measure_ping(url, n_threads, seconds):
+def _ping_body(url):
     def body(n, deadline, rec):
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
@@ -239,18 +266,73 @@ def measure_ping(url, n_threads, seconds):
             except Exception as exc:
                 code = type(exc).__name__
             rec("ping", time.perf_counter() - t0, code == 200, code)
-    return _phase(n_threads, seconds, url, body)
+    return body
 
 
-def measure_orders(world, n_threads, seconds, lines):
+def _orders_body(world, lines, first=0):
+    """Thread n orders as buyer ``first + n`` (its own token and connection)."""
     def body(n, deadline, rec):
-        buyer = world.buyers[n]
-        store_id, book_ids = world.store_of(n)
-        rng = random.Random(n)
+        buyer = world.buyers[first + n]
+        store_id, book_ids = world.store_of(first + n)
+        rng = random.Random(first + n)
         while time.perf_counter() < deadline:
             if workload.order_and_pay(buyer, store_id, book_ids, lines, rng, rec):
                 rec.paid += 1
-    return _phase(n_threads, seconds, world.url, body)
+    return body
+
+
+def _client_process(kind, first, n_threads, seconds, url, world, lines, everyone, results):
+    """One client process of a phase: its share of the threads; sends its figures back."""
+    body = _ping_body(url) if kind == "ping" else _orders_body(world, lines, first)
+    rec, elapsed = _phase(n_threads, seconds, url, body, everyone)
+    results.put((dict(rec.seconds), dict(rec.failures), rec.paid, elapsed))
+
+
+def _phase_in_processes(kind, n_threads, seconds, url, world, lines, processes):
+    """A phase whose n threads are spread over ``processes`` client processes (each a
+    GIL of its own), all started together; returns (merged Recorder, elapsed)."""
+    shares = [n_threads // processes + (k < n_threads % processes) for k in range(processes)]
+    # spawn, not fork: a forked child would inherit locks held by this process's other
+    # threads (an in-process server's among them)
+    ctx = multiprocessing.get_context("spawn")
+    everyone, results = ctx.Barrier(processes), ctx.Queue()
+    children, first = [], 0
+    for share in shares:
+        children.append(ctx.Process(target=_client_process, daemon=True, args=(
+            kind, first, share, seconds, url, world, lines, everyone, results)))
+        first += share
+    for child in children:
+        child.start()
+    merged, elapsed, got = Recorder(), 0.0, 0
+    try:
+        while got < len(children):
+            try:
+                seconds_by_call, failures, paid, took = results.get(timeout=1)
+            except queue.Empty:
+                if any(child.is_alive() for child in children):
+                    continue
+                raise RuntimeError(f"bench: a client process of the {kind} phase ended "
+                                   "without its figures (see its error above)")
+            merged.merge(seconds_by_call, failures, paid)
+            elapsed, got = max(elapsed, took), got + 1
+    finally:
+        for child in children:
+            child.join(timeout=30)
+    return merged, elapsed
+
+
+def measure_ping(url, n_threads, seconds, processes=1):
+    if min(processes, n_threads) > 1:
+        return _phase_in_processes("ping", n_threads, seconds, url, None, 0,
+                                   min(processes, n_threads))
+    return _phase(n_threads, seconds, url, _ping_body(url))
+
+
+def measure_orders(world, n_threads, seconds, lines, processes=1):
+    if min(processes, n_threads) > 1:
+        return _phase_in_processes("orders", n_threads, seconds, world.url, world, lines,
+                                   min(processes, n_threads))
+    return _phase(n_threads, seconds, world.url, _orders_body(world, lines))
 
 
 def percentile(values, q):
@@ -262,9 +344,10 @@ def percentile(values, q):
 
 # ---------------------------------------------------------------- reporting
 
-def level(n_threads, ping, ping_s, orders, orders_s, cpu=None, load=None):
+def level(n_threads, ping, ping_s, orders, orders_s, cpu=None, load=None, processes=1):
     """The figures of one concurrency level, as a dict (what the smoke test reads).
-    ``cpu``: {"ping": CpuMeter, "orders": CpuMeter}; ``load``: the load average."""
+    ``cpu``: {"ping": CpuMeter, "orders": CpuMeter}; ``load``: the load average;
+    ``processes``: the client processes the threads ran in."""
     base = percentile(ping.seconds["ping"], 50)
     calls = {}
     for name, rec in (("ping", ping), ("new_order", orders), ("payment", orders)):
@@ -284,6 +367,7 @@ def level(n_threads, ping, ping_s, orders, orders_s, cpu=None, load=None):
         "failures": sum(ping.failures.values()) + sum(orders.failures.values()),
         "failure_kinds": dict(ping.failures + orders.failures),
         "calls": calls,
+        "processes": min(processes, n_threads),
         "load": load,
         "cpu": {phase: meter.as_dict() for phase, meter in (cpu or {}).items()},
     }
@@ -295,7 +379,8 @@ def busy_machine(r):
 
 
 def print_level(r, out=print):
-    out(f"\n== {r['threads']} client thread(s) ==")
+    where = f" in {r['processes']} client processes" if r["processes"] > 1 else ""
+    out(f"\n== {r['threads']} client thread(s){where} ==")
     out(f"  {'call':<10}{'calls':>8}{'p50 ms':>9}{'p99 ms':>9}{'p50/ping':>10}"
         f"{'p99/ping':>10}{'p99/p50':>9}{'failed':>8}")
     for name, c in r["calls"].items():
@@ -317,9 +402,10 @@ def print_level(r, out=print):
             out("  NOTE: other processes were busy during this level: its figures measure a "
                 "shared machine, not this server alone")
         ping_cpu = r["cpu"].get("ping", {})
-        if ping_cpu.get("bench", 0.0) >= CLIENT_BOUND and not ping_cpu.get("server_in_bench"):
-            out("  NOTE: the bench's own interpreter kept a whole core busy during /ping: "
-                "the client, not the server, set /ping's rate at this level")
+        per_process = ping_cpu.get("bench", 0.0) / r["processes"]
+        if per_process >= CLIENT_BOUND and not ping_cpu.get("server_in_bench"):
+            out("  NOTE: each bench process kept a whole core busy during /ping: the client, "
+                "not the server, set /ping's rate at this level (try more --processes)")
     for (call, detail), count in sorted(r["failure_kinds"].items(), key=str):
         out(f"    {call} failed {count}x: {detail}")
 
@@ -376,11 +462,13 @@ def run(args, out=print):
         for n in args.thread_counts:
             load = load_average()
             with CpuMeter(server_pid) as ping_cpu:
-                ping, ping_s = measure_ping(url, n, args.seconds)
+                ping, ping_s = measure_ping(url, n, args.seconds, args.processes)
             with CpuMeter(server_pid) as orders_cpu:
-                orders, orders_s = measure_orders(world, n, args.seconds, args.lines)
+                orders, orders_s = measure_orders(world, n, args.seconds, args.lines,
+                                                  args.processes)
             results.append(level(n, ping, ping_s, orders, orders_s,
-                                 {"ping": ping_cpu, "orders": orders_cpu}, load))
+                                 {"ping": ping_cpu, "orders": orders_cpu}, load,
+                                 args.processes))
             print_level(results[-1], out)
         print_summary(results, args, out)
         return results

@@ -29,7 +29,6 @@ import re
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -172,13 +171,10 @@ class Runner:
     def __init__(self, backend, http, page_size):
         self.backend, self.page_size, self.server = backend, page_size, None
         if http:
-            from waitress.server import create_server
-
-            from be.api import create_app
             from fe.access.search import Search
-            self.server = create_server(create_app(backend), host="127.0.0.1", port=0, threads=4)
-            threading.Thread(target=self.server.run, daemon=True).start()
-            self.api = Search(f"http://127.0.0.1:{self.server.effective_port}/")
+            from fe.serving import ThreadedServer
+            self.server = ThreadedServer(backend, threads=4)
+            self.api = Search(self.server.url)
 
     def __call__(self, q, fields, store_id):
         t0 = time.perf_counter()
@@ -194,7 +190,7 @@ class Runner:
 
     def close(self):
         if self.server is not None:
-            self.server.close()
+            self.server.stop()
 
 
 def measure(ds, args, out):

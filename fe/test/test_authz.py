@@ -9,17 +9,15 @@ the test moves (so a token can expire without sleeping).
 """
 import hashlib
 import logging
-import threading
 
 import pytest
 import requests
-from waitress.server import create_server
 
-from be.api import create_app
 from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
 from be.tests.faults import snapshot
+from fe.serving import ThreadedServer
 
 PASSWORDS = {"az_alice": "alice-Pa55word-that-must-not-leak",
              "az_bob": "bob-Pa55word-that-must-not-leak",
@@ -61,16 +59,8 @@ def az(request):
     settings = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
                                  token_lifetime_s=3600)
     backend = Backend(settings, clock=ManualClock())
-    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=4)
-
-    def serve():
-        try:
-            srv.run()
-        except OSError:  # the listening socket closed under the loop at teardown
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    c = Client(f"http://127.0.0.1:{srv.effective_port}/")
+    srv = ThreadedServer(backend, threads=4)
+    c = Client(srv.url)
     tokens = {}
     for user, pw in PASSWORDS.items():
         assert c.post("/auth/register", {"user_id": user, "password": pw}).status_code == 200
@@ -100,7 +90,7 @@ def az(request):
     assert c.post("/seller/ship", {"user_id": "az_alice", "order_id": orders["bob_shipped"]},
                   tokens["az_alice"]).status_code == 200
     yield backend, c, tokens, orders
-    srv.close()
+    srv.stop()
 
 
 def refused(backend, call, status=401):

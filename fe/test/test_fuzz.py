@@ -22,7 +22,6 @@ import collections
 import itertools
 import json
 import os
-import threading
 import uuid
 from urllib.parse import quote
 
@@ -30,13 +29,12 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from waitress.server import create_server
 
-from be.api import create_app
 from be.audit import audit
 from be.backend import Backend
 from be.config import Settings
 from be.tests.faults import snapshot
+from fe.serving import ThreadedServer
 
 SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "openapi.yaml")
 MAX_EXAMPLES = 20
@@ -50,17 +48,8 @@ def start_server(**overrides):
     settings_ = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
                                   **overrides)
     backend = Backend(settings_)
-    srv = create_server(create_app(backend), host="127.0.0.1", port=0, threads=4)
-
-    def serve():
-        try:
-            srv.run()
-        except OSError:  # the listening socket closed under the loop at teardown
-            pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return backend, srv, f"http://127.0.0.1:{srv.effective_port}/"
+    srv = ThreadedServer(backend, threads=4)
+    return backend, srv, srv.url
 
 
 class World:
@@ -114,7 +103,7 @@ def fuzz():
     backend, srv, url = start_server()
     world = World(url)
     yield backend, world
-    srv.close()
+    srv.stop()
 
 
 def content_type(r):
@@ -444,7 +433,7 @@ def test_oversized_bodies_get_413():
         assert r.status_code == 200
         STATS["413"] += 2
     finally:
-        srv.close()
+        srv.stop()
 
 
 def test_zz_still_up_and_consistent(fuzz):
