@@ -664,6 +664,9 @@ class LockedCollection:
                     result = list(result)
             return result
 
+        # Built once per method: later calls find it on the instance and skip
+        # __getattr__ (this sits on every database call of every request).
+        setattr(self, name, call)
         return call
 
 
