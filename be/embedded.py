@@ -15,6 +15,10 @@ adapts it without changing how the application calls pymongo:
 * a cursor with a limit copies only the documents it returns (mongomock copies
   every match first), and ``find_one`` reads with a limit of one, as pymongo does;
 * unique indexes are checked through a hash map, not a scan per write;
+* a single-document update by ``_id`` (``update_one``, a bulk ``UpdateOne``,
+  ``find_one_and_update``) snapshots and compares only the fields it writes and
+  reads its document once, where mongomock deep-copies and compares the whole
+  document and reads it up to three times (see "Writes by _id" below);
 * TTL expiry runs at most once a second per collection instead of on every read;
 * ``bulk_write`` accepts the operations of current pymongo releases.
 
@@ -26,6 +30,7 @@ import copy
 import datetime
 import functools
 import itertools
+import operator
 import re
 import threading
 import time
@@ -33,10 +38,12 @@ import types
 from collections.abc import Mapping
 
 import bson
+from pymongo import ReturnDocument
 
 import mongomock
 from mongomock import collection as _mm_collection
 from mongomock import store as _mm_store
+from mongomock import DuplicateKeyError
 from mongomock.filtering import NOTHING, iter_key_candidates
 
 _LOCK = threading.RLock()
@@ -385,6 +392,206 @@ def _sorted_by(docs, field, descending):
     return sorted(docs, key=lambda d: sort_key(field, d), reverse=descending)
 
 
+# ---------------------------------------------------------------- writes by _id
+#
+# mongomock's _update deep-copies the whole stored document before applying an
+# update and compares the whole of it afterwards (an order with its lines and
+# history, for a change of one field), converts every datetime of the filter and
+# the update through a slow generic walk, and asks the client for its version;
+# its find_one_and_update reads the document, updates it, then reads it again.
+# For the updates the models issue (a filter naming one plain ``_id``, operators
+# that write named fields, no upsert) the fast path below runs the very same
+# updater (_apply_update_document) and unique check, but snapshots and compares
+# only the top-level fields the update writes: the only ones it can change.
+# Anything else (upserts, update_many, pipelines, replacements, $rename,
+# positional paths, writes to _id) goes to mongomock's own code. Filters, for any
+# query, are first tried by _quick_match, which answers the clause shapes the
+# models use as mongomock's matcher does and defers everything else to it; and
+# simple projections are copied directly. FAST_PATHS = False turns all of this
+# off: the tests run both ways and compare (be/tests/test_embedded_fast.py).
+
+FAST_PATHS = True
+# operators that change only the paths they name (not $rename: it writes its target
+# too; not $setOnInsert/$currentDate: left to mongomock)
+_FIELD_OPERATORS = frozenset({"$set", "$unset", "$inc", "$push", "$pull", "$addToSet",
+                              "$pop", "$min", "$max", "$mul", "$pullAll"})
+_original_patch_dates = mongomock.helpers.patch_datetime_awareness_in_document
+
+
+def _patch_dates(value):
+    """mongomock's patch_datetime_awareness_in_document (datetimes to naive UTC
+    milliseconds, a fresh copy of every dict and list), with the common types
+    handled without its chain of isinstance tests."""
+    cls = type(value)
+    if cls is dict:
+        return {k: _patch_dates(v) for k, v in value.items()}
+    if cls is str or cls is int or cls is bool or cls is float or value is None:
+        return value
+    if cls is list:
+        return [_patch_dates(v) for v in value]
+    return _original_patch_dates(value)
+
+
+_COMPARE = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+_EQ_SEARCH = frozenset({str, int, type(None), datetime.datetime})
+
+
+def _quick_match(filter, doc):
+    """filter_applies(filter, doc) for the clause shapes the models use, or None
+    when some clause is not one of them (the caller then asks mongomock). Shapes:
+    ``field`` or ``field.sub`` (through a sub-document, not an array) pinned to a
+    str/int/None/datetime, or ``{"$gt"|"$gte"|"$lt"|"$lte": int|datetime}`` over a
+    value of the same type, or ``{"$ne": str|int}``. Each follows mongomock's
+    _Filterer.apply step for step: an array value matches an equality by holding
+    it, None matches a missing field, $ne needs no element equal to it."""
+    if not FAST_PATHS:
+        return None
+    for key, search in filter.items():
+        if not key or key[0] == "$":
+            return None
+        if "." in key:
+            head, _, rest = key.partition(".")
+            if not head or not rest or "." in rest:
+                return None
+            sub = doc.get(head, {})
+            if type(sub) is dict:
+                candidates = (sub.get(rest, NOTHING),)
+            elif sub is None or isinstance(sub, (str, int, float, datetime.datetime)):
+                candidates = ()
+            else:
+                return None
+        else:
+            candidates = (doc.get(key, NOTHING),)
+        kind = type(search)
+        if kind in _EQ_SEARCH:
+            for value in candidates:
+                if isinstance(value, (list, tuple)):
+                    if search in value or search == value:
+                        break
+                elif value == search or (search is None and value is NOTHING):
+                    break
+            else:
+                return False
+            continue
+        if kind is not dict or len(search) != 1:
+            return None
+        (op, arg), = search.items()
+        compare = _COMPARE.get(op)
+        if compare is not None and type(arg) in (int, datetime.datetime):
+            for value in candidates:
+                if value is NOTHING:
+                    continue
+                if type(value) is not type(arg):
+                    return None  # arrays, other types: BSON brackets, mongomock's code
+                if compare(value, arg):
+                    break
+            else:
+                return False
+        elif op == "$ne" and type(arg) in (str, int):
+            for value in candidates:
+                if isinstance(value, (list, tuple)):
+                    if any(item == arg for item in value):
+                        return False
+                elif value == arg:
+                    return False
+        else:
+            return None
+    return True
+
+
+def _applies(filter, doc):
+    matched = _quick_match(filter, doc)
+    return _mm_collection.filter_applies(filter, doc) if matched is None else matched
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _patch_filter(spec):
+    """_patch_dates for a filter that is only read: the filter itself when nothing
+    in it would change (top-level values, and operator documents, of plain types)."""
+    for value in spec.values():
+        kind = type(value)
+        if kind in _PLAIN or (kind is dict and all(type(v) in _PLAIN for v in value.values())):
+            continue
+        return _patch_dates(spec)
+    return spec
+
+
+def _written_fields(update):
+    """The top-level fields an operator update writes, or None when the fast path
+    does not take it."""
+    if type(update) is not dict or not update:
+        return None
+    heads = set()
+    for op, paths in update.items():
+        if op not in _FIELD_OPERATORS or type(paths) is not dict or not paths:
+            return None
+        for path in paths:
+            if type(path) is not str or not path or "$" in path:
+                return None
+            head = path.split(".", 1)[0]
+            if head == "_id" or not head:
+                return None
+            heads.add(head)
+    return heads
+
+
+def _by_id(spec):
+    key = spec.get("_id") if type(spec) is dict else None
+    return key is not None and not isinstance(key, (dict, list))
+
+
+def _fast_update_fields(coll, spec, update):
+    """The fields the fast path would snapshot for this update, or None."""
+    if not FAST_PATHS or not _by_id(spec):
+        return None
+    return _written_fields(update)
+
+
+class _UpdateOnes:
+    """Stands in for mongomock's BulkOperationBuilder while pymongo's requests add
+    themselves: collects (filter, update, fields written) of single-document
+    updates by _id that the fast path takes, and notes any other request."""
+
+    def __init__(self, coll):
+        self.coll, self.ops, self.simple = coll, [], True
+
+    def add_update(self, selector, document, multi=False, upsert=False, collation=None,
+                   array_filters=None, hint=None, sort=None):
+        written = None if multi or upsert or collation or array_filters or hint or sort \
+            else _fast_update_fields(self.coll, selector, document)
+        if written is None:
+            self.simple = False
+        else:
+            self.ops.append((selector, document, written))
+
+    def __getattr__(self, name):  # add_insert, add_replace, add_delete...
+        self.simple = False
+        return lambda *args, **kwargs: None
+
+
+def _plain_projection(fields):
+    """True (include) or False (exclude) for a projection dict naming top-level
+    fields with 0/1 (and maybe _id), else None."""
+    if not FAST_PATHS or type(fields) is not dict:
+        return None
+    values = set()
+    for key, value in fields.items():
+        if type(value) not in (int, bool) or type(key) is not str or "." in key or "$" in key:
+            return None
+        if key != "_id":
+            values.add(value)
+    if len(values) != 1:  # none, or mixed (mongomock refuses any two different values)
+        return None
+    return bool(values.pop())
+
+
+def _update_result(coll, matched, modified):
+    return {"connectionId": coll.database.client._id, "err": None, "n": matched,
+            "nModified": modified, "ok": 1, "upserted": None, "updatedExisting": bool(matched)}
+
+
 def _patch_mongomock():
     global _PATCHED
     if _PATCHED:
@@ -401,7 +608,7 @@ def _patch_mongomock():
             doc = store._documents.get(key)
             if doc is None:
                 return iter(())
-            if len(filter) == 1 or _mm_collection.filter_applies(filter, doc):
+            if len(filter) == 1 or _applies(filter, doc):
                 return iter([doc])
             return iter(())
         keys = key.get("$in") if isinstance(key, dict) and len(key) == 1 else None
@@ -412,7 +619,7 @@ def _patch_mongomock():
             docs = (store._documents.get(k) for k in dict.fromkeys(keys))
             only_id = len(filter) == 1
             return iter([d for d in docs if d is not None
-                         and (only_id or _mm_collection.filter_applies(filter, d))])
+                         and (only_id or _applies(filter, d))])
         if isinstance(filter, dict) and filter:
             store = self._store
             store._remove_expired_documents()
@@ -421,7 +628,7 @@ def _patch_mongomock():
                 docs, residual = plan
                 if not residual:
                     return iter(docs)
-                applies = _mm_collection.filter_applies
+                applies = _applies
                 # lazy, as mongomock's own scan: update_one stops at the first match
                 return (d for d in docs if applies(residual, d))
         checks = _prefilter(filter) if isinstance(filter, dict) else None
@@ -431,7 +638,7 @@ def _patch_mongomock():
             store = self._store
             if store.is_empty:
                 return original_iter(self, filter)
-            applies = _mm_collection.filter_applies
+            applies = _applies
             keep = checks[0]
             for more in checks[1:]:
                 keep = (lambda a, b: lambda d: a(d) and b(d))(keep, more)
@@ -566,6 +773,150 @@ def _patch_mongomock():
 
     coll_class._apply_update_document = _apply_update_document
     coll_class._apply_update_pipeline = _apply_update_pipeline
+
+    mongomock.helpers.patch_datetime_awareness_in_document = _patch_dates
+
+    original_copy_field = _mm_collection._copy_field
+
+    def _copy_field(obj, container):
+        # mongomock's copy of every field it returns, with plain dicts, lists and
+        # immutable values handled directly
+        if container is not dict:
+            return original_copy_field(obj, container)
+        cls = type(obj)
+        if cls is dict:
+            return {k: _copy_field(v, dict) for k, v in obj.items()}
+        if cls is list:
+            return [_copy_field(v, dict) for v in obj]
+        if cls in _IMMUTABLE:
+            return obj
+        return original_copy_field(obj, container)
+
+    _mm_collection._copy_field = _copy_field
+
+    original_update = coll_class._update
+
+    def update_by_id(self, spec, document, written):
+        # as mongomock's _update for one document, snapshotting only ``written``
+        spec, document = _patch_filter(spec), _patch_dates(document)  # a fresh update
+        doc = next(iter(self._iter_documents(spec)), None)
+        if doc is None:
+            return _update_result(self, 0, 0)
+        before = {field: _deepcopy(doc[field]) for field in written if field in doc}
+        order = list(doc)
+        tracked(self, doc, document,
+                lambda: original_apply(self, doc, spec, document, False))
+        # mongomock compares whole documents (==, which takes an object as equal to
+        # itself); only the written fields can differ
+        if {field: doc[field] for field in written if field in doc} == before:
+            return _update_result(self, 1, 0)
+        try:
+            self._ensure_uniques(doc)
+        except DuplicateKeyError:
+            # mongomock stores its snapshot back: the document as it was, in its order
+            key = _store_key(doc["_id"])
+            self._store[key] = type(doc)((k, before[k] if k in written else doc[k])
+                                         for k in order)
+            raise
+        return _update_result(self, 1, 1)
+
+    def _update(self, spec, document, upsert=False, manipulate=False, multi=False,
+                check_keys=False, **kwargs):
+        written = None if upsert or multi or any(kwargs.values()) else \
+            _fast_update_fields(self, spec, document)
+        if written is None:
+            return original_update(self, spec, document, upsert, manipulate, multi,
+                                   check_keys, **kwargs)
+        return update_by_id(self, spec, document, written)
+
+    coll_class._update = _update
+
+    original_find_one_and_update = coll_class.find_one_and_update
+
+    def find_one_and_update(self, filter, update, projection=None, sort=None, upsert=False,
+                            return_document=ReturnDocument.BEFORE, **kwargs):
+        if sort is not None or upsert or kwargs or self.codec_options.tz_aware \
+                or _fast_update_fields(self, filter, update) is None:
+            return original_find_one_and_update(self, filter, update, projection, sort,
+                                                upsert, return_document, **kwargs)
+        # mongomock's _find_and_modify (find, update by _id, find again), reading the
+        # document once: the update by _id leaves it where it was
+        _mm_collection.validate_ok_for_update(update)
+        doc = next(iter(self._iter_documents(_patch_filter(filter))), None)
+        if doc is None:
+            return None
+        old = self._copy_only_fields(doc, projection, dict)
+        if not old:
+            return None
+        if "_id" not in old:
+            return original_find_one_and_update(self, filter, update, projection, sort,
+                                                upsert, return_document, **kwargs)
+        self._update({"_id": old["_id"]}, update)
+        if return_document is ReturnDocument.AFTER:
+            return self._copy_only_fields(doc, projection, dict)
+        return old
+
+    coll_class.find_one_and_update = find_one_and_update
+
+    original_bulk_write = coll_class.bulk_write
+
+    def bulk_write(self, requests, ordered=True, bypass_document_validation=False,
+                   session=None):
+        # a list of plain UpdateOnes by _id (the models' reserve, undo and unmark
+        # steps): mongomock's BulkOperationBuilder.execute without the builder
+        requests = list(requests)
+        updates = _UpdateOnes(self)
+        if not requests or bypass_document_validation or session:
+            updates.simple = False
+        for request in requests:
+            if not updates.simple:
+                break
+            request._add_to_bulk(updates)
+        if not updates.simple:
+            return original_bulk_write(self, requests, ordered, bypass_document_validation,
+                                       session)
+        for _, document, _ in updates.ops:
+            _mm_collection.validate_ok_for_update(document)
+        result = {"nModified": 0, "nUpserted": 0, "nMatched": 0, "writeErrors": [],
+                  "upserted": [], "writeConcernErrors": [], "nRemoved": 0, "nInserted": 0}
+        for index, (spec, document, written) in enumerate(updates.ops):
+            try:
+                done = update_by_id(self, spec, document, written)
+            except _mm_collection.WriteError as error:
+                result["writeErrors"].append(
+                    {"index": index, "code": error.code, "errmsg": str(error)})
+                if ordered:
+                    break
+                continue
+            result["nMatched"] += done["n"]
+            result["nModified"] += done["nModified"]
+        if result["writeErrors"]:
+            raise _mm_collection.BulkWriteError(result)
+        return _mm_collection.BulkWriteResult(result, True)
+
+    coll_class.bulk_write = bulk_write
+
+    original_copy_only_fields = coll_class._copy_only_fields
+
+    def _copy_only_fields(self, doc, fields, container):
+        # mongomock's, for a projection that includes or excludes top-level fields
+        include = _plain_projection(fields) if container is dict else None
+        if include is None:
+            return original_copy_only_fields(self, doc, fields, container)
+        copy_field = _mm_collection._copy_field
+        id_value = fields.pop("_id", 1)
+        if include:
+            projected = {k: copy_field(v, dict) for k, v in doc.items() if k in fields}
+        else:
+            projected = {k: copy_field(v, dict) for k, v in doc.items() if k not in fields}
+        if id_value == 0:
+            projected.pop("_id", None)
+        elif "_id" in doc:
+            projected["_id"] = doc["_id"]
+        fields["_id"] = id_value  # mongomock leaves _id in the caller's projection too
+        return projected
+
+    coll_class._copy_only_fields = _copy_only_fields
 
     # mongomock's cursor copies every match before applying skip and limit: a page
     # of a long order list copied the whole list. With a limit, copy only the
@@ -704,6 +1055,9 @@ class EmbeddedEngine:
         _patch_mongomock()
         self.client = mongomock.MongoClient()
         self.observer = None
+        # the lock every call takes; holding it makes several calls one atomic step
+        # (the API holds it for a whole request: be.api._one_request_at_a_time)
+        self.lock = _LOCK
 
     def database(self, name):
         return LockedDatabase(self, self.client[name])

@@ -365,13 +365,16 @@ def test_indexed_queries_do_not_scan(coll, monkeypatch):
     coll.insert_many([{"_id": i, "k": i % 100, "c": i % 7, "busy": {"since": T0} if i == 5 else None}
                       for i in range(3000)])
     calls = []
-    real = mm_collection.filter_applies
 
-    def counting(flt, doc):
-        calls.append(1)
-        return real(flt, doc)
+    def counting(real):
+        def match(flt, doc):
+            calls.append(1)
+            return real(flt, doc)
+        return match
 
-    monkeypatch.setattr(mm_collection, "filter_applies", counting)
+    # the engine's own match and mongomock's (a scan calls it directly)
+    monkeypatch.setattr(embedded, "_applies", counting(embedded._applies))
+    monkeypatch.setattr(mm_collection, "filter_applies", counting(mm_collection.filter_applies))
     assert coll.count_documents({"k": 42}) == 30
     assert calls == []                              # the map's answer is exact
     expected = [i for i in range(3000) if i % 100 in (1, 2) and i % 7 == 3]
