@@ -4,6 +4,7 @@ One client per process: a real MongoDB when ``MONGODB_URI`` is set, otherwise th
 embedded mongomock engine. Every query the models issue is meant to be served by
 an index in ``INDEXES`` (the tests check query shapes against this list).
 """
+import functools
 import json
 
 import pymongo
@@ -41,8 +42,10 @@ INDEXES = {
 }
 
 
+@functools.lru_cache(maxsize=8192)
 def listing_id(store_id, book_id):
-    """One string _id per (store, book) pair, unambiguous whatever the ids hold."""
+    """One string _id per (store, book) pair, unambiguous whatever the ids hold
+    (cached: an order names each of its listings in several steps)."""
     return json.dumps([store_id, book_id], ensure_ascii=False)
 
 

@@ -218,19 +218,18 @@ def new_order(ctx, user_id, token, store_id, lines):
         {"_id": oid, "busy.owner": owner},
         {"$set": {"busy": {"step": "effects", "owner": owner, "since": now,
                            "todo": ["~reserve"]}}},
-        return_document=AFTER)
+        projection=_light(), return_document=AFTER)  # the lines are ours already
     if reserved is None:
         # Our lease ran out before the reservation was recorded: recovery has dropped
         # (or is dropping) the order, possibly before our bulk above landed. Give back
         # what we reserved; undo moves only marked stock, so it never gives twice.
         effects.undo(ctx.db, order, "reserve")
         raise errors.Busy(oid)
-    if _finish(ctx, reserved) is None:
+    if _finish(ctx, dict(reserved, items=items)) is None:
         raise errors.Busy(oid)  # our lease ran out; recovery has taken the order over
-    ctx.db.pending.update_one(
-        {"_id": _pay_timer(oid)},
-        {"$set": {"order_id": oid, "kind": "pay", "due_at": order["pay_deadline"]}},
-        upsert=True)
+    # a fresh order id: its timer cannot exist yet (an insert, not an upsert)
+    ctx.db.pending.insert_one({"_id": _pay_timer(oid), "order_id": oid, "kind": "pay",
+                               "due_at": order["pay_deadline"]})
     return oid
 
 

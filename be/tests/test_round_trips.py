@@ -21,7 +21,7 @@ NEW_ORDER = AUTHENTICATE + [
     ("orders", "find_one_and_update"),     # reserved: owe the markers' removal
     ("listings", "bulk_write"),            # remove the markers
     ("orders", "find_one_and_update"),     # clear busy
-    ("pending", "update_one"),             # the pay-deadline timer
+    ("pending", "insert_one"),             # the pay-deadline timer
 ]
 
 PAYMENT = [
