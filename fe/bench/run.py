@@ -49,8 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--start-server", action="store_true",
                    help="serve an in-process server (waitress, free port, engine from the "
                         "environment: embedded unless MONGODB_URI is set) and load that")
-    p.add_argument("--server-threads", type=int, default=8,
-                   help="request threads of the --start-server server (app.py's default)")
+    p.add_argument("--server-threads", type=int, default=None,
+                   help="request threads of the --start-server server (default: app.py's "
+                        "for the engine, app.default_threads)")
     p.add_argument("--threads", default="1,4,16,64", help="client thread counts, comma-separated")
     p.add_argument("--processes", type=int, default=0,
                    help="client processes sharing each level's threads, at most one per "
@@ -86,11 +87,12 @@ def parse_args(argv=None):
 
 def start_server(threads):
     """An in-process server as app.py makes it; (server, url, backend, sweeper)."""
-    from app import make_server
+    from app import default_threads, make_server
     from be.api import create_app
     from be.backend import Backend
 
     backend = Backend()
+    threads = threads or default_threads(backend)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queueing is the load's point
     # poll: closing the server later cannot break a select() on its closed sockets
     srv = make_server(create_app(backend), "127.0.0.1", 0, threads, asyncore_use_poll=True)
@@ -446,7 +448,7 @@ def run(args, out=print):
     if args.start_server:
         server, url, backend, sweeper = start_server(args.server_threads)
         out(f"started in-process server at {url} ({backend.engine.describe()}), "
-            f"{args.server_threads} request threads")
+            f"{server.adj.threads} request threads")
     else:
         from fe import conf
         url = args.url or conf.URL
