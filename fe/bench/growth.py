@@ -1,0 +1,112 @@
+"""Growth of the embedded engine: model-layer CPU ms per call at N existing orders.
+
+    python -m fe.bench.growth --orders 1000,100000
+
+For each N, a fresh embedded database gets one store of 100 books, 1,000 funded
+buyers and N paid orders of 10 lines (copies of one real order, spread back in
+time; one "busy" buyer holds 10% of them, every other buyer about 0.1%, and all
+belong to the one seller). Then it prints the best of a few rounds, in CPU ms
+per call, of: new_order (10 lines), payment, a typical buyer's first page, the
+busy buyer's first page, the seller's first page of paid orders (all N match)
+and one timeout sweep. The figures are in doc/scaling.md.
+"""
+import argparse
+import random
+import time
+import uuid
+from datetime import timedelta
+
+from be import watcher
+from be.backend import Backend
+from be.model import orders, stores, users
+
+BUYERS = 1000
+BOOKS = 100
+PASSWORD = "growth-pw"
+
+
+def _best(call, n, rounds=5):
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(n):
+            call()
+        best = min(best, (time.process_time() - started) / n * 1000)
+    return best
+
+
+def _world(count):
+    ctx = Backend()
+    users.register(ctx, "seller", PASSWORD)
+    seller_token = users.login(ctx, "seller", PASSWORD, "growth")
+    stores.create_store(ctx, "seller", seller_token, "store")
+    for i in range(BOOKS):
+        stores.add_book(ctx, "seller", seller_token, "store",
+                        {"id": f"b{i}", "title": f"book {i}", "price": 100 + i}, 10**9)
+    buyers = []
+    for i in range(BUYERS):
+        users.register(ctx, f"u{i}", PASSWORD)
+        users.add_funds(ctx, f"u{i}", PASSWORD, 10**11)
+        buyers.append((f"u{i}", users.login(ctx, f"u{i}", PASSWORD, "growth")))
+    first = orders.new_order(ctx, "u0", buyers[0][1], "store",
+                             [(f"b{j}", 1) for j in range(10)])
+    orders.payment(ctx, "u0", first, PASSWORD)
+    template = ctx.db.orders.find_one({"_id": first})
+    batch = []
+    for n in range(count - 1):
+        shift = timedelta(seconds=n + 1)
+        doc = dict(template, _id=uuid.uuid4().hex,
+                   buyer_id="u1" if n % 10 == 0 else buyers[n % BUYERS][0],
+                   history=[dict(h, at=h["at"] - shift) for h in template["history"]])
+        for field in ("created_at", "updated_at", "pay_deadline", "paid_at"):
+            doc[field] = template[field] - shift
+        batch.append(doc)
+        if len(batch) == 5000:
+            ctx.db.orders.insert_many(batch)
+            batch = []
+    if batch:
+        ctx.db.orders.insert_many(batch)
+    return ctx, buyers, seller_token
+
+
+def measure(count):
+    ctx, buyers, seller_token = _world(count)
+    rng = random.Random(count)
+    unpaid = []
+
+    def new_order():
+        user_id, token = buyers[rng.randrange(2, BUYERS)]
+        lines = [(f"b{j}", 1) for j in rng.sample(range(BOOKS), 10)]
+        unpaid.append((user_id, orders.new_order(ctx, user_id, token, "store", lines)))
+
+    def payment():
+        user_id, order_id = unpaid.pop()
+        orders.payment(ctx, user_id, order_id, PASSWORD)
+
+    typical, busy = buyers[5], buyers[1]
+    return {
+        "new_order": _best(new_order, 200),
+        "payment": _best(payment, 200),
+        "typical buyer's list": _best(
+            lambda: orders.buyer_orders(ctx, *typical, None, 1, 20), 50),
+        "busy buyer's list": _best(lambda: orders.buyer_orders(ctx, *busy, None, 1, 20), 5, 3),
+        "seller's paid list": _best(
+            lambda: orders.seller_orders(ctx, "seller", seller_token, None, "paid", 1, 20), 3, 3),
+        "one sweep": _best(lambda: watcher.sweep(ctx), 20),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fe.bench.growth",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", default="1000,100000",
+                        help="existing order counts, comma-separated")
+    args = parser.parse_args(argv)
+    for count in (int(c) for c in args.orders.split(",")):
+        figures = measure(count)
+        print(f"{count:>8,} orders: " + ", ".join(f"{k} {v:.2f} ms" for k, v in figures.items()),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
