@@ -145,24 +145,22 @@ def _transition(ctx, order_id, guard, state, now, fields=None, todo=None, event=
 
 def _finish(ctx, order):
     """Apply what a busy order owes, then its marker removals, then clear busy.
-    Each write is guarded by the owner, so a step taken over by recovery stops."""
+    Each write is guarded by the owner, so a step taken over by recovery stops:
+    False then. The effects' targets (lines, buyer, seller, total) never change,
+    so ``order`` as read before serves every step."""
     busy = order.get("busy")
     if not busy or busy["step"] != "effects":
-        return order
-    owner, todo = busy["owner"], busy["todo"]
+        return True
+    guard = {"_id": order["_id"], "busy.owner": busy["owner"]}
+    todo = busy["todo"]
     plain = [e for e in todo if not e.startswith("~")]
     if plain:
         effects.run(ctx.db, order, plain)
         todo = ["~" + e for e in plain] + [e for e in todo if e.startswith("~")]
-        order = ctx.db.orders.find_one_and_update(
-            {"_id": order["_id"], "busy.owner": owner}, {"$set": {"busy.todo": todo}},
-            return_document=AFTER)
-        if order is None:
-            return None
+        if ctx.db.orders.update_one(guard, {"$set": {"busy.todo": todo}}).matched_count != 1:
+            return False
     effects.run(ctx.db, order, todo)
-    return ctx.db.orders.find_one_and_update(  # the order without items and history
-        {"_id": order["_id"], "busy.owner": owner}, {"$unset": {"busy": ""}},
-        projection=_light(), return_document=AFTER)
+    return ctx.db.orders.update_one(guard, {"$unset": {"busy": ""}}).matched_count == 1
 
 
 def _merge_lines(lines):
@@ -225,7 +223,7 @@ def new_order(ctx, user_id, token, store_id, lines):
         # what we reserved; undo moves only marked stock, so it never gives twice.
         effects.undo(ctx.db, order, "reserve")
         raise errors.Busy(oid)
-    if _finish(ctx, dict(reserved, items=items)) is None:
+    if not _finish(ctx, dict(reserved, items=items)):
         raise errors.Busy(oid)  # our lease ran out; recovery has taken the order over
     # a fresh order id: its timer cannot exist yet (an insert, not an upsert)
     ctx.db.pending.insert_one({"_id": _pay_timer(oid), "order_id": oid, "kind": "pay",

@@ -20,7 +20,7 @@ NEW_ORDER = AUTHENTICATE + [
     ("listings", "bulk_write"),            # take the stock of every line (marked)
     ("orders", "find_one_and_update"),     # reserved: owe the markers' removal
     ("listings", "bulk_write"),            # remove the markers
-    ("orders", "find_one_and_update"),     # clear busy
+    ("orders", "update_one"),              # clear busy
     ("pending", "insert_one"),             # the pay-deadline timer
 ]
 
@@ -30,7 +30,7 @@ PAYMENT = [
     ("users", "update_one"),               # debit the buyer (marked)
     ("orders", "find_one_and_update"),     # paid; owe the marker's removal
     ("users", "bulk_write"),               # remove the marker
-    ("orders", "find_one_and_update"),     # clear busy
+    ("orders", "update_one"),              # clear busy
     ("pending", "delete_one"),             # drop the pay-deadline timer
 ]
 
