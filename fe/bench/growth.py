@@ -25,7 +25,7 @@ BOOKS = 100
 PASSWORD = "growth-pw"
 
 
-def _best(call, n, rounds=5):
+def _best(call, n, rounds):
     best = float("inf")
     for _ in range(rounds):
         started = time.process_time()
@@ -35,7 +35,7 @@ def _best(call, n, rounds=5):
     return best
 
 
-def _world(count):
+def _world(count, buyer_count):
     ctx = Backend()
     users.register(ctx, "seller", PASSWORD)
     seller_token = users.login(ctx, "seller", PASSWORD, "growth")
@@ -44,7 +44,7 @@ def _world(count):
         stores.add_book(ctx, "seller", seller_token, "store",
                         {"id": f"b{i}", "title": f"book {i}", "price": 100 + i}, 10**9)
     buyers = []
-    for i in range(BUYERS):
+    for i in range(buyer_count):
         users.register(ctx, f"u{i}", PASSWORD)
         users.add_funds(ctx, f"u{i}", PASSWORD, 10**11)
         buyers.append((f"u{i}", users.login(ctx, f"u{i}", PASSWORD, "growth")))
@@ -56,7 +56,7 @@ def _world(count):
     for n in range(count - 1):
         shift = timedelta(seconds=n + 1)
         doc = dict(template, _id=uuid.uuid4().hex,
-                   buyer_id="u1" if n % 10 == 0 else buyers[n % BUYERS][0],
+                   buyer_id="u1" if n % 10 == 0 else buyers[n % buyer_count][0],
                    history=[dict(h, at=h["at"] - shift) for h in template["history"]])
         for field in ("created_at", "updated_at", "pay_deadline", "paid_at"):
             doc[field] = template[field] - shift
@@ -69,13 +69,14 @@ def _world(count):
     return ctx, buyers, seller_token
 
 
-def measure(count):
-    ctx, buyers, seller_token = _world(count)
+def measure(count, buyer_count=BUYERS, rounds=5):
+    """{call: best CPU ms per call} at ``count`` existing orders."""
+    ctx, buyers, seller_token = _world(count, buyer_count)
     rng = random.Random(count)
     unpaid = []
 
     def new_order():
-        user_id, token = buyers[rng.randrange(2, BUYERS)]
+        user_id, token = buyers[rng.randrange(2, buyer_count)]
         lines = [(f"b{j}", 1) for j in rng.sample(range(BOOKS), 10)]
         unpaid.append((user_id, orders.new_order(ctx, user_id, token, "store", lines)))
 
@@ -85,14 +86,15 @@ def measure(count):
 
     typical, busy = buyers[5], buyers[1]
     return {
-        "new_order": _best(new_order, 200),
-        "payment": _best(payment, 200),
+        "new_order": _best(new_order, 200, rounds),
+        "payment": _best(payment, 200, rounds),
         "typical buyer's list": _best(
-            lambda: orders.buyer_orders(ctx, *typical, None, 1, 20), 50),
-        "busy buyer's list": _best(lambda: orders.buyer_orders(ctx, *busy, None, 1, 20), 5, 3),
-        "seller's paid list": _best(
-            lambda: orders.seller_orders(ctx, "seller", seller_token, None, "paid", 1, 20), 3, 3),
-        "one sweep": _best(lambda: watcher.sweep(ctx), 20),
+            lambda: orders.buyer_orders(ctx, *typical, None, 1, 20), 50, rounds),
+        "busy buyer's list": _best(
+            lambda: orders.buyer_orders(ctx, *busy, None, 1, 20), 5, min(rounds, 3)),
+        "seller's paid list": _best(lambda: orders.seller_orders(
+            ctx, "seller", seller_token, None, "paid", 1, 20), 3, min(rounds, 3)),
+        "one sweep": _best(lambda: watcher.sweep(ctx), 20, rounds),
     }
 
 

@@ -1,4 +1,5 @@
-"""fe.bench runs end to end against the session's server (figures not judged)."""
+"""fe.bench runs end to end against the session's server, and fe.bench.growth on its
+own embedded engine (figures not judged)."""
 from fe import conf
 from fe.bench import run
 
@@ -14,3 +15,11 @@ def test_bench_completes_paid_orders_without_failures():
     assert level["paid"] > 0 and level["calls"]["payment"]["calls"] == level["paid"]
     assert level["calls"]["ping"]["calls"] > 0
     assert any("paid orders" in line for line in lines)  # the report was printed
+
+
+def test_growth_bench_measures_every_call():
+    from fe.bench import growth
+    figures = growth.measure(30, buyer_count=8, rounds=1)
+    assert list(figures) == ["new_order", "payment", "typical buyer's list",
+                             "busy buyer's list", "seller's paid list", "one sweep"]
+    assert all(ms > 0 for ms in figures.values()), figures
