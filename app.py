@@ -63,10 +63,11 @@ class OncePer(logging.Filter):
 def default_threads(backend):
     """Request threads when --threads is not given. A real MongoDB serves requests
     concurrently: 8. The embedded engine runs one request at a time (its lock,
-    be.api._one_request_at_a_time): 2, one for a request and one for /ping and for
-    the next request's parsing; more only add lock and GIL hand-offs (the bench
-    at 64 clients: 225-285 paid orders/s with 8, 265-320 with 2)."""
-    return 2 if backend.settings.embedded else 8
+    be.api._one_request_at_a_time): 1, since every further thread only adds lock
+    and GIL hand-offs (the bench at 16 and 64 clients: 225-285 paid orders/s with
+    8 threads, 265-320 with 2, 300-370 with 1). waitress reads and buffers every
+    request and reply in its own I/O thread, so a slow client never holds it."""
+    return 1 if backend.settings.embedded else 8
 
 
 def make_server(app, host="127.0.0.1", port=0, threads=8, **options):
@@ -86,7 +87,7 @@ def main(argv=None):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=None,
-                        help="request threads (default: 8 with MongoDB, 2 on the embedded "
+                        help="request threads (default: 8 with MongoDB, 1 on the embedded "
                              "engine, which runs one request at a time)")
     parser.add_argument("--demo", action="store_true",
                         help="start with a generated store, a seller and a funded buyer")
@@ -103,7 +104,8 @@ def main(argv=None):
     server = make_server(app, args.host, args.port, threads)
     logging.getLogger("waitress.queue").addFilter(OncePer(10))
     sweeper = _start_sweeper(backend)
-    log.info("serving on http://%s:%d/ with %d request threads", args.host, args.port, threads)
+    log.info("serving on http://%s:%d/ with %d request thread%s", args.host, args.port, threads,
+             "" if threads == 1 else "s")
     server.print_listen("Serving on http://{}:{}")
     try:
         server.run()
