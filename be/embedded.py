@@ -542,7 +542,7 @@ def _by_id(spec):
     return key is not None and not isinstance(key, (dict, list))
 
 
-def _fast_update_fields(coll, spec, update):
+def _fast_update_fields(spec, update):
     """The fields the fast path would snapshot for this update, or None."""
     if not FAST_PATHS or not _by_id(spec):
         return None
@@ -554,13 +554,13 @@ class _UpdateOnes:
     themselves: collects (filter, update, fields written) of single-document
     updates by _id that the fast path takes, and notes any other request."""
 
-    def __init__(self, coll):
-        self.coll, self.ops, self.simple = coll, [], True
+    def __init__(self):
+        self.ops, self.simple = [], True
 
     def add_update(self, selector, document, multi=False, upsert=False, collation=None,
                    array_filters=None, hint=None, sort=None):
         written = None if multi or upsert or collation or array_filters or hint or sort \
-            else _fast_update_fields(self.coll, selector, document)
+            else _fast_update_fields(selector, document)
         if written is None:
             self.simple = False
         else:
@@ -823,7 +823,7 @@ def _patch_mongomock():
     def _update(self, spec, document, upsert=False, manipulate=False, multi=False,
                 check_keys=False, **kwargs):
         written = None if upsert or multi or any(kwargs.values()) else \
-            _fast_update_fields(self, spec, document)
+            _fast_update_fields(spec, document)
         if written is None:
             return original_update(self, spec, document, upsert, manipulate, multi,
                                    check_keys, **kwargs)
@@ -836,7 +836,7 @@ def _patch_mongomock():
     def find_one_and_update(self, filter, update, projection=None, sort=None, upsert=False,
                             return_document=ReturnDocument.BEFORE, **kwargs):
         if sort is not None or upsert or kwargs or self.codec_options.tz_aware \
-                or _fast_update_fields(self, filter, update) is None:
+                or _fast_update_fields(filter, update) is None:
             return original_find_one_and_update(self, filter, update, projection, sort,
                                                 upsert, return_document, **kwargs)
         # mongomock's _find_and_modify (find, update by _id, find again), reading the
@@ -865,7 +865,7 @@ def _patch_mongomock():
         # a list of plain UpdateOnes by _id (the models' reserve, undo and unmark
         # steps): mongomock's BulkOperationBuilder.execute without the builder
         requests = list(requests)
-        updates = _UpdateOnes(self)
+        updates = _UpdateOnes()
         if not requests or bypass_document_validation or session:
             updates.simple = False
         for request in requests:
