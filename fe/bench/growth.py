@@ -13,12 +13,11 @@ and one timeout sweep. The figures are in doc/scaling.md.
 import argparse
 import random
 import time
-import uuid
-from datetime import timedelta
 
 from be import watcher
 from be.backend import Backend
 from be.model import orders, stores, users
+from fe.bench import workload
 
 BUYERS = 1000
 BOOKS = 100
@@ -52,20 +51,9 @@ def _world(count, buyer_count):
                              [(f"b{j}", 1) for j in range(10)])
     orders.payment(ctx, "u0", first, PASSWORD)
     template = ctx.db.orders.find_one({"_id": first})
-    batch = []
-    for n in range(count - 1):
-        shift = timedelta(seconds=n + 1)
-        doc = dict(template, _id=uuid.uuid4().hex,
-                   buyer_id="u1" if n % 10 == 0 else buyers[n % buyer_count][0],
-                   history=[dict(h, at=h["at"] - shift) for h in template["history"]])
-        for field in ("created_at", "updated_at", "pay_deadline", "paid_at"):
-            doc[field] = template[field] - shift
-        batch.append(doc)
-        if len(batch) == 5000:
-            ctx.db.orders.insert_many(batch)
-            batch = []
-    if batch:
-        ctx.db.orders.insert_many(batch)
+    # the busy buyer u1 holds every tenth order; the rest go round all buyers
+    workload.insert_copies(ctx.db, template, count - 1,
+                           lambda n: "u1" if n % 10 == 0 else buyers[n % buyer_count][0])
     return ctx, buyers, seller_token
 
 

@@ -115,21 +115,28 @@ def preload_model(backend, world, count, log=print):
     order_id = orders.new_order(backend, buyer.user_id, buyer.token, store_id, lines)
     orders.payment(backend, buyer.user_id, order_id, buyer.password)
     template = backend.db.orders.find_one({"_id": order_id})
+    buyers = world.buyers
+    insert_copies(backend.db, template, count - 1, lambda n: buyers[n % len(buyers)].user_id)
+    log(f"preload: {count} paid orders (model layer) in {time.perf_counter() - started:.1f} s")
+
+
+def insert_copies(db, template, count, buyer_of):
+    """Insert ``count`` copies of the order document ``template``: fresh ids, the
+    buyer ``buyer_of(n)``, copy n moved n + 1 seconds back in time; in batches."""
     batch = []
     times = ("created_at", "updated_at", "pay_deadline", "paid_at")
-    for n in range(count - 1):
+    for n in range(count):
         shift = timedelta(seconds=n + 1)
         doc = dict(template, _id=uuid.uuid4().hex,  # the engine copies what it stores
-                   buyer_id=world.buyers[n % len(world.buyers)].user_id,
+                   buyer_id=buyer_of(n),
                    history=[dict(h, at=h["at"] - shift) for h in template["history"]])
         doc.update((name, template[name] - shift) for name in times)
         batch.append(doc)
         if len(batch) == 5000:
-            backend.db.orders.insert_many(batch)
+            db.orders.insert_many(batch)
             batch = []
     if batch:
-        backend.db.orders.insert_many(batch)
-    log(f"preload: {count} paid orders (model layer) in {time.perf_counter() - started:.1f} s")
+        db.orders.insert_many(batch)
 
 
 def preload_http(world, count, lines, workers=8, log=print):
