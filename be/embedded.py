@@ -835,8 +835,9 @@ def _patch_mongomock():
 
     def find_one_and_update(self, filter, update, projection=None, sort=None, upsert=False,
                             return_document=ReturnDocument.BEFORE, **kwargs):
-        if sort is not None or upsert or kwargs or self.codec_options.tz_aware \
-                or _fast_update_fields(filter, update) is None:
+        written = None if sort is not None or upsert or kwargs or \
+            self.codec_options.tz_aware else _fast_update_fields(filter, update)
+        if written is None:
             return original_find_one_and_update(self, filter, update, projection, sort,
                                                 upsert, return_document, **kwargs)
         # mongomock's _find_and_modify (find, update by _id, find again), reading the
@@ -851,7 +852,7 @@ def _patch_mongomock():
         if "_id" not in old:
             return original_find_one_and_update(self, filter, update, projection, sort,
                                                 upsert, return_document, **kwargs)
-        self._update({"_id": old["_id"]}, update)
+        update_by_id(self, {"_id": old["_id"]}, update, written)
         if return_document is ReturnDocument.AFTER:
             return self._copy_only_fields(doc, projection, dict)
         return old

@@ -240,7 +240,9 @@ def _ids(docs):
     return [d.get("_id") for d in docs]
 
 
-def _check(fast, plain, rnd, queries):
+def _check_stores(fast, plain):
+    """Both collections hold the same documents in the same order, and each one's
+    maps and ranks equal what a rebuild from its documents gives."""
     fast_store, plain_store = _store(fast), _store(plain)
     # by repr: tells 1 from 1.0 and True, and a stored NaN from nothing
     assert repr(list(fast_store._documents.items())) == \
@@ -256,7 +258,11 @@ def _check(fast, plain, rnd, queries):
             kept = state.maps[field]
             assert kept.buckets == fresh.buckets, field
             assert kept.present == fresh.present, field
-    docs = list(fast_store._documents.values())
+
+
+def _check(fast, plain, rnd, queries):
+    _check_stores(fast, plain)
+    docs = list(_store(fast)._documents.values())
     for _ in range(queries):
         flt = _filter(rnd)
         expected = [d.get("_id") for d in docs if filter_applies(flt, d)]

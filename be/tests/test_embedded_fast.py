@@ -42,8 +42,8 @@ from mongomock.filtering import filter_applies
 from pymongo import DeleteOne, InsertOne, ReturnDocument, UpdateMany, UpdateOne
 
 from be import embedded
-from be.tests.test_embedded import (OID, SCALARS, T0, _clause, _doc, _filter,
-                                    _maps_from_scratch, _store, _sub, _update, _value)
+from be.tests.test_embedded import (OID, SCALARS, T0, _check_stores, _clause, _doc,
+                                    _filter, _store, _sub, _update, _value)
 
 UTC8 = datetime.timezone(datetime.timedelta(hours=8))
 T1 = T0 + datetime.timedelta(minutes=30)
@@ -430,20 +430,6 @@ def _same(fast, slow, method, args, kwargs):
     # by repr: tells 1 from 1.0 and True, and keeps the fields' order
     assert repr(ours) == repr(theirs), (method, args, kwargs)
     return ours
-
-
-def _check_stores(fast, slow):
-    fast_store, slow_store = _store(fast), _store(slow)
-    assert repr(list(fast_store._documents.items())) == \
-        repr(list(slow_store._documents.items()))
-    for store in (fast_store, slow_store):
-        state = store.__dict__.get("_secondary")
-        if state is None:
-            continue
-        assert set(state.seq) == set(store._documents)
-        for field, fresh in _maps_from_scratch(store).items():
-            assert state.maps[field].buckets == fresh.buckets, field
-            assert state.maps[field].present == fresh.present, field
 
 
 @pytest.mark.parametrize("seed", range(10))
