@@ -13,6 +13,19 @@ def _int_env(name, default):
         raise SystemExit(f"{name} must be a whole number, got {raw!r}")
 
 
+def _float_env(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}")
+    if not value > 0 or value == float("inf"):
+        raise SystemExit(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 @dataclass
 class Settings:
     mongodb_uri: str = ""
@@ -24,9 +37,35 @@ class Settings:
     # Requests that die half-way leave their order marked; the sweep finishes
     # them once they are this old (long enough that no live request owns them).
     stuck_after_s: int = 60
+    # Client-side time budget of one request (CSOT, pymongo ``timeout``): every
+    # database call a request makes after this many seconds is refused by the
+    # client. It must stay well inside the lease above, so that a request stalled
+    # past it cannot write after recovery took its order over (see ``check``).
+    request_timeout_s: float = 10.0
     # werkzeug hash method; tests lower the scrypt cost to stay fast.
     password_method: str = "scrypt:32768:8:1"
     max_body_bytes: int = 64 * 1024 * 1024
+
+    # A request may take up to its budget, and a retryable write sent just before
+    # the deadline may still be applied by the server a little later: a third of the
+    # lease leaves two thirds as margin (10 s of 60 s by default).
+    LEASE_FRACTION = 3
+
+    def check(self):
+        """Refuse settings under which a live request could outlive its lease.
+        Raises SystemExit with a message naming both variables."""
+        if not self.request_timeout_s > 0:
+            raise SystemExit(f"BOOKSTORE_REQUEST_TIMEOUT_S must be positive, "
+                             f"got {self.request_timeout_s}")
+        if self.request_timeout_s * self.LEASE_FRACTION > self.stuck_after_s:
+            raise SystemExit(
+                f"BOOKSTORE_REQUEST_TIMEOUT_S={self.request_timeout_s:g} is more than a "
+                f"third of BOOKSTORE_STUCK_AFTER_S={self.stuck_after_s}: a request could "
+                f"still be writing when recovery takes its order over. Lower the request "
+                f"timeout to at most {self.stuck_after_s / self.LEASE_FRACTION:g} s or "
+                f"raise the lease to at least "
+                f"{self.request_timeout_s * self.LEASE_FRACTION:g} s.")
+        return self
 
     @property
     def embedded(self):
@@ -44,6 +83,7 @@ class Settings:
             sweep_interval_s=_int_env("BOOKSTORE_SWEEP_INTERVAL_S", 30 if uri else 1),
             stuck_after_s=_int_env("BOOKSTORE_STUCK_AFTER_S", 60),
             password_method=os.environ.get("BOOKSTORE_PASSWORD_METHOD", "scrypt:32768:8:1"),
+            request_timeout_s=_float_env("BOOKSTORE_REQUEST_TIMEOUT_S", 10.0),
         )
         values.update(overrides)
-        return cls(**values)
+        return cls(**values).check()

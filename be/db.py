@@ -9,6 +9,8 @@ import json
 
 import pymongo
 from pymongo import ASCENDING as ASC, DESCENDING as DESC
+from pymongo import uri_parser
+from pymongo.read_concern import ReadConcern
 
 # collection -> list of (keys, options). _id is always indexed.
 INDEXES = {
@@ -55,6 +57,40 @@ def ensure_indexes(db, indexes=None):
             db[name].create_index(keys, **options)
 
 
+def client_options(uri, request_timeout_s):
+    """The client defaults, each only where ``uri`` does not say otherwise.
+
+    - ``w="majority"``: an acknowledged write survives the primary failing over; with
+      w=1 a step acknowledged to the buyer can be rolled back with the old primary.
+    - ``retryWrites=True`` (pymongo's default too, pinned here): a write interrupted
+      by a failover is sent once more, and the server applies it at most once.
+    - ``timeoutMS``: the client-side time budget (CSOT) of every call, so a call
+      made outside a request's ``pymongo.timeout`` (the watcher, scripts) is bounded
+      too. Without it pymongo has no socket timeout and a retryable write may retry
+      after up to 30 s of server selection: one step with two stalls outlives the
+      60 s recovery lease.
+    """
+    # parse_uri normalises some option names and not others (timeoutMS comes back
+    # as "timeoutms"): compare them lower-cased.
+    given = {name.lower() for name in uri_parser.parse_uri(uri)["options"]}
+    options = {"tz_aware": False}
+    if "w" not in given:
+        options["w"] = "majority"
+    if "retrywrites" not in given:
+        options["retryWrites"] = True
+    if "timeoutms" not in given:
+        options["timeoutMS"] = int(request_timeout_s * 1000)
+    return options
+
+
+def make_client(settings, **extra):
+    """A MongoClient for ``settings.mongodb_uri`` with ``client_options``; pass
+    ``connect=False`` to build it without touching the network."""
+    return pymongo.MongoClient(
+        settings.mongodb_uri,
+        **client_options(settings.mongodb_uri, settings.request_timeout_s), **extra)
+
+
 class Engine:
     """Owns the process's client; ``database()`` is what the models use."""
 
@@ -67,9 +103,18 @@ class Engine:
             self.client = self.embedded.client
         else:
             self.embedded = None
-            self.client = pymongo.MongoClient(settings.mongodb_uri, tz_aware=False)
+            self.client = make_client(settings)
             self.db = self.client[settings.db_name]
         ensure_indexes(self.db)
+
+    def majority_reads(self, db):
+        """``db`` reading only majority-committed data: what recovery and the sweep
+        decide from, so they never act on a write a failover could still roll back.
+        The embedded engine has one copy of the data: ``db`` itself (which may be a
+        test's fault-injecting wrapper, so it is returned as given)."""
+        if self.embedded is not None:
+            return db
+        return db.with_options(read_concern=ReadConcern("majority"))
 
     def describe(self):
         if self.embedded:

@@ -46,6 +46,8 @@ from mongomock import store as _mm_store
 from mongomock import DuplicateKeyError
 from mongomock.filtering import NOTHING, iter_key_candidates
 
+from be import budget
+
 _LOCK = threading.RLock()
 _PATCHED = False
 OBSERVERS = []  # process-wide observers: f(collection, method, args, kwargs)
@@ -1003,6 +1005,7 @@ class LockedCollection:
 
         @functools.wraps(attr)
         def call(*args, **kwargs):
+            budget.check()  # CSOT: refused once the request's time budget ran out
             observer = self._engine.observer
             if observer is not None:
                 observer(self.name, name, args, kwargs)

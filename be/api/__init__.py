@@ -3,9 +3,10 @@ import functools
 import logging
 
 from flask import Flask, jsonify, request
+from pymongo.errors import PyMongoError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from be import errors
+from be import budget, errors
 from be.api import auth, buyer, orders, search, seller
 
 log = logging.getLogger("bookstore")
@@ -21,6 +22,7 @@ def create_app(backend):
         app.register_blueprint(module.bp)
     if backend.engine.embedded is not None:
         _one_request_at_a_time(app, backend.engine.embedded.lock)
+    _time_budget(app, backend)
 
     @app.get("/ping")
     def ping():
@@ -46,6 +48,15 @@ def create_app(backend):
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # RFC 9110: 405 lists them
         return response, exc.code
+
+    @app.errorhandler(PyMongoError)
+    def database_error(exc):
+        if exc.timeout:  # the request's time budget ran out (CSOT) or a network timeout
+            log.warning("request timed out in the database: %s", exc)
+            return jsonify(message="the database did not answer within the request's time "
+                                   "budget; retry"), 503
+        log.exception("database error")
+        return jsonify(message="internal error"), 500
 
     @app.errorhandler(Exception)
     def unexpected(exc):
@@ -75,3 +86,20 @@ def _one_request_at_a_time(app, lock):
 
     for name, view in list(app.view_functions.items()):
         app.view_functions[name] = serialized(view)
+
+
+def _time_budget(app, backend):
+    """Each view runs under the request's time budget (be.budget, CSOT): a database
+    call started after ``request_timeout_s`` is refused by the client, so a request
+    stalled past its lease never writes after recovery took its order over. Applied
+    outside the embedded engine's lock, so waiting for the lock counts too, as
+    queueing for a connection does on a real MongoDB."""
+    def budgeted(view):
+        @functools.wraps(view)
+        def run(*args, **kwargs):
+            with budget.request_budget(backend):
+                return view(*args, **kwargs)
+        return run
+
+    for name, view in list(app.view_functions.items()):
+        app.view_functions[name] = budgeted(view)
