@@ -8,9 +8,20 @@ its own process) follows the deletions on a change stream and runs the handler t
 state- and deadline-guarded, so a deletion made by payment, receipt or cancel, an
 event seen twice, or two watchers at once change nothing more than one would.
 
-The resume token is stored in ``watcher_state`` after each handled event (never
-past an event whose handler failed), and the stream resumes from it after a
-restart; if the token has fallen out of the oplog the watcher starts afresh.
+The resume token is stored in ``watcher_state`` after each event, and the stream
+resumes from it after a restart. An event whose handler still fails after
+``retries`` attempts (a poison event) is logged, counted (``Watcher.skipped``) and
+passed: the sweep covers the same orders, and stopping there would replay it
+forever. If the token has fallen out of the oplog (codes 280, 286) or the server
+rejects it (InvalidResumeToken, 260), the watcher starts afresh and sweeps.
+
+Invalidation: dropping or renaming ``pending`` (or dropping its database) ends the
+stream with ``drop``/``rename``/``dropDatabase`` then ``invalidate``; the pipeline
+lets these through. pymongo then marks the stream dead (``alive`` False: try_next
+returns None at once, with no round trip) and its ``resume_token`` becomes the
+invalidate token, which no later open accepts. So the watcher never saves a token
+from a dead stream: it recreates the pending indexes (the TTL index is what makes
+deadlines fall due), clears its token, reopens from now and sweeps.
 
 The TTL monitor runs only about once a minute and a watcher can be down, so
 ``sweep`` finds overdue orders directly through the orders indexes: at start-up,
@@ -30,6 +41,7 @@ from datetime import timedelta
 
 from pymongo.errors import OperationFailure, PyMongoError
 
+from be.db import INDEXES, ensure_indexes
 from be.model import orders
 
 log = logging.getLogger("bookstore.watcher")
@@ -37,10 +49,15 @@ log = logging.getLogger("bookstore.watcher")
 STATE_COLLECTION = "watcher_state"
 # ChangeStreamFatalError, ChangeStreamHistoryLost: the resume point is gone.
 HISTORY_LOST = (280, 286)
+# InvalidResumeToken: e.g. an invalidate token saved by an older version
+INVALID_RESUME_TOKEN = (260,)
+START_AFRESH = HISTORY_LOST + INVALID_RESUME_TOKEN
 NOT_A_REPLICA_SET = (40573,)
 # pending kind -> name of the orders handler (looked up at call time)
 HANDLERS = {"pay": "expire_payment", "receive": "auto_receive"}
-PIPELINE = [{"$match": {"operationType": "delete"}}]
+# Events that end the stream: the collection or its database went away.
+ENDING = ("invalidate", "drop", "rename", "dropDatabase")
+PIPELINE = [{"$match": {"operationType": {"$in": ["delete", *ENDING]}}}]
 
 EMBEDDED_MESSAGE = (
     "be.watcher needs a real MongoDB replica set (change streams and the TTL monitor): "
@@ -51,16 +68,24 @@ EMBEDDED_MESSAGE = (
 
 # ---------------------------------------------------------------- sweep
 
+def _decision_db(ctx):
+    """The database the sweep decides from: majority-committed reads on a real
+    MongoDB (a write a failover could roll back is not acted on), ``ctx.db`` itself
+    on the embedded engine or for a context without an engine."""
+    engine = getattr(ctx, "engine", None)
+    return engine.majority_reads(ctx.db) if engine is not None else ctx.db
+
+
 def _overdue(ctx, state, deadline_field, now, limit):
     # Served by the orders index (state, <deadline_field>); busy orders are left to recovery.
-    return [d["_id"] for d in ctx.db.orders.find(
+    return [d["_id"] for d in _decision_db(ctx).orders.find(
         {"state": state, deadline_field: {"$lte": now}, "busy": None}, {"_id": 1},
         sort=[(deadline_field, 1)], limit=limit)]
 
 
 def _stuck(ctx, cutoff, limit):
     # Served by the sparse orders index on busy.since.
-    return list(ctx.db.orders.find({"busy.since": {"$lt": cutoff}},
+    return list(_decision_db(ctx).orders.find({"busy.since": {"$lt": cutoff}},
                                    sort=[("busy.since", 1)], limit=limit))
 
 
@@ -111,8 +136,8 @@ def _log_sweep(counts):
 # ---------------------------------------------------------------- change stream
 
 class HandlerFailed(Exception):
-    """An event's handler kept failing; its token was not saved, so the event is
-    seen again when the watcher restarts."""
+    """An event's handler kept failing (a poison event). The watcher logs and counts
+    it and moves past it: the sweep finishes the same order."""
 
 
 def parse_pending_id(pending_id):
@@ -153,6 +178,8 @@ class Watcher:
         self._sweep_due = True  # at start-up, once the stream is open
         self._next_sweep = None
         self._saved = None
+        # events whose handler failed every retry and were passed (tests, metrics)
+        self.skipped = 0
 
     # -- resume token
 
@@ -217,25 +244,31 @@ class Watcher:
                               HANDLERS[kind], order_id, attempt, self.retries)
                 if attempt < self.retries:
                     self.stop_event.wait(self.retry_delay_s)
-        raise HandlerFailed(f"{pending_id}: handler failed {self.retries} times; "
-                            "its resume token was not saved")
+        raise HandlerFailed(f"{pending_id}: handler failed {self.retries} times")
+
+    def start_afresh(self):
+        """Forget the resume point; the next open starts from now and sweeps first
+        for what fell between. Recreates the pending indexes, which a drop of the
+        collection or database took away with it (no TTL index: no deletions)."""
+        ensure_indexes(self.ctx.db, {"pending": INDEXES["pending"]})
+        self.clear_token()
+        self._sweep_due = True
 
     def run(self):
-        """Follow the stream until stopped. Raises HandlerFailed (the caller exits
-        so a supervisor restarts it) and OperationFailures it cannot recover from."""
+        """Follow the stream until stopped. Raises the OperationFailures it cannot
+        recover from (not a replica set, not authorized...)."""
         while not self.stopped:
             token = self.load_token()
             try:
                 self._follow(token)
             except OperationFailure as exc:
-                if exc.code not in HISTORY_LOST:
+                if exc.code not in START_AFRESH:
                     raise
-                log.warning("resume token no longer in the oplog (code %s): starting afresh "
-                            "and sweeping for what was missed", exc.code)
-                self.clear_token()
-                self._sweep_due = True
-            except HandlerFailed:
-                raise
+                log.warning("resume token %s (code %s): starting afresh and sweeping "
+                            "for what was missed",
+                            "rejected" if exc.code in INVALID_RESUME_TOKEN
+                            else "no longer in the oplog", exc.code)
+                self.start_afresh()
             except PyMongoError as exc:
                 log.warning("change stream interrupted (%s); reopening in %ss",
                             exc, self.reconnect_delay_s)
@@ -251,14 +284,28 @@ class Watcher:
             while not self.stopped:
                 change = stream.try_next()
                 if change is None:
+                    if not getattr(stream, "alive", True):
+                        # pymongo closed it (an invalidate, possibly filtered out):
+                        # every further try_next is None without a round trip, and
+                        # its resume_token is the invalidate token. Do not save it.
+                        log.warning("change stream closed by the server: recreating the "
+                                    "pending indexes and starting afresh")
+                        self.start_afresh()
+                        return
                     self._idle(stream)
                     continue
-                if change.get("operationType") == "invalidate":
-                    log.warning("change stream invalidated: starting afresh")
-                    self.clear_token()
-                    self._sweep_due = True
+                op = change.get("operationType")
+                if op in ENDING:
+                    log.warning("change stream ended by %r on %s: recreating the pending "
+                                "indexes and starting afresh", op, change.get("ns"))
+                    self.start_afresh()
                     return
-                self.handle(change)
+                try:
+                    self.handle(change)
+                except HandlerFailed as exc:
+                    self.skipped += 1
+                    log.error("%s; passing it (%d so far): the sweep finishes the order",
+                              exc, self.skipped)
                 self.save_token(stream.resume_token or change.get("_id"))
         finally:
             stream.close()
@@ -266,7 +313,8 @@ class Watcher:
     def _idle(self, stream):
         if self._next_sweep is None or self.ctx.clock.now() >= self._next_sweep:
             self.sweep()
-            # keep the saved position fresh through quiet spells (post-batch token)
+            # keep the saved position fresh through quiet spells (post-batch token;
+            # the stream was alive when it returned, so this is not an invalidate)
             self.save_token(stream.resume_token)
 
 
@@ -342,9 +390,6 @@ def main(argv=None, backend_factory=None):
              settings.sweep_interval_s)
     try:
         watcher.run()
-    except HandlerFailed as exc:
-        log.error("%s; exiting so that a restart sees the event again", exc)
-        return 1
     except OperationFailure as exc:
         if exc.code in NOT_A_REPLICA_SET:
             print("be.watcher: MongoDB at MONGODB_URI is not a replica set, so it has no "
