@@ -6,6 +6,7 @@ import sys
 import threading
 
 import pytest
+from mongomock.filtering import filter_applies
 from pymongo.errors import OperationFailure
 
 from be import watcher as w
@@ -17,10 +18,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class ScriptedStream:
-    """pymongo ChangeStream's surface (try_next, iteration, resume_token, close) over
-    a FakeOplog read live from ``position``. A change is returned; an action (a
-    one-shot callable or exception) runs or is raised where it stands, and counts
-    as an empty wait. At the end, ``on_drained`` runs (tests stop the watcher there)."""
+    """pymongo ChangeStream's surface (try_next, iteration, resume_token, alive,
+    close) over a FakeOplog read live from ``position``. A change is returned; an
+    action (a one-shot callable or exception) runs or is raised where it stands, and
+    counts as an empty wait. At the end, ``on_drained`` runs (tests stop the watcher
+    there). An invalidate the pipeline filtered out kills the stream as pymongo
+    does: try_next returns None, ``alive`` is False, ``resume_token`` is the
+    invalidate token, and every later try_next returns None with no round trip (a
+    watcher calling it again is busy-spinning: counted, and failed past a few)."""
 
     def __init__(self, oplog, position, on_drained):
         self._oplog = oplog
@@ -28,13 +33,23 @@ class ScriptedStream:
         self._on_drained = on_drained
         self._token = None
         self.closed = False
+        self.alive = True
+        self.calls_when_dead = 0
 
     def try_next(self):
         assert not self.closed
+        if not self.alive:
+            self.calls_when_dead += 1
+            assert self.calls_when_dead < 3, "busy-spinning on a dead change stream"
+            return None
         items = self._oplog.items
         while self._position < len(items):
             item = items[self._position]
             self._position += 1
+            if item.get("filtered_invalidate"):
+                self._token = item["_id"]   # the post-batch token: the invalidate's
+                self.alive = False
+                return None
             if "action" not in item:
                 self._token = item["_id"]
                 return item
@@ -86,6 +101,16 @@ class FakeOplog:
         self.lost_code = 286
         self.on_open = None     # called with resume_after once a stream is open
 
+    def invalidate(self, filtered=True):
+        """The collection is dropped or renamed: the server ends the stream. Resuming
+        after this token is refused (InvalidResumeToken, 260)."""
+        token = {"_data": f"{len(self.items):08d}"}
+        if filtered:  # the pipeline's $match did not let it through
+            self.items.append({"_id": token, "filtered_invalidate": True})
+        else:
+            self.items.append({"_id": token, "operationType": "invalidate"})
+        return token
+
     def delete(self, pending_id, op="delete"):
         token = {"_data": f"{len(self.items):08d}"}
         self.items.append({"_id": token, "operationType": op,
@@ -109,6 +134,10 @@ class FakeOplog:
                 start = len(self.items)  # a fresh stream sees only what comes next
             else:
                 where = [n for n, i in enumerate(self.items) if i.get("_id") == resume_after]
+                if where and (self.items[where[0]].get("filtered_invalidate")
+                              or self.items[where[0]].get("operationType") == "invalidate"):
+                    raise OperationFailure("cannot resume after an invalidate event",
+                                           code=260)
                 if not where or where[0] < self.first:
                     raise OperationFailure("resume point no longer in the oplog",
                                            code=self.lost_code)
@@ -227,7 +256,7 @@ def test_a_restarted_watcher_resumes_from_the_saved_token(ctx, shop, buyer, monk
     assert stock(ctx, shop["store_id"]) == 10
 
 
-@pytest.mark.parametrize("code", [286, 280])
+@pytest.mark.parametrize("code", [286, 280, 260])
 @pytest.mark.parametrize("where", ["open", "next"])
 def test_a_token_lost_from_the_oplog_starts_afresh_and_sweeps(
         ctx, shop, buyer, monkeypatch, code, where):
@@ -270,32 +299,34 @@ def test_a_token_lost_from_the_oplog_starts_afresh_and_sweeps(
     assert stock(ctx, shop["store_id"]) == 10
 
 
-def test_a_failing_handler_does_not_lose_its_event(ctx, shop, buyer, monkeypatch):
+def test_a_poison_event_is_counted_and_passed_and_the_sweep_finishes_it(
+        ctx, shop, buyer, monkeypatch):
     a, b, c = (place(ctx, buyer, shop, 1) for _ in range(3))
     ctx.clock.advance(PAY_S)
-    fail = {b: 3}  # fails every retry of the first run
-    calls = record_handlers(monkeypatch, ctx, fail)
+    calls = record_handlers(monkeypatch, ctx, {b: -1})  # b's handler always fails
     no_sweep(monkeypatch)
     oplog = FakeOplog()
-    start = oplog.delete("start")
-    make_watcher(ctx, oplog).save_token(start)
-    ta = oplog.delete(f"pay:{a}")
-    oplog.delete(f"pay:{b}")
+    watcher = make_watcher(ctx, oplog, retries=3)
+    watcher.save_token(oplog.delete("start"))
+    oplog.delete(f"pay:{a}")
+    tb = oplog.delete(f"pay:{b}")
     oplog.delete(f"pay:{c}")
 
-    with pytest.raises(w.HandlerFailed):
-        make_watcher(ctx, oplog, retries=3).run()
-    assert [x[1] for x in calls] == [a, b, b, b]
-    assert saved_token(ctx) == ta                    # not advanced past b
-    assert order_doc(ctx, b)["state"] == "unpaid"
-    assert order_doc(ctx, c)["state"] == "unpaid"    # nothing after it either
-    assert oplog.streams[-1].closed
-
-    make_watcher(ctx, oplog).run()                   # the restart sees b again
-    assert oplog.opened[-1] == ta
-    assert [x[1] for x in calls] == [a, b, b, b, b, c]
-    assert {order_doc(ctx, o)["cancel_reason"] for o in (a, b, c)} == {"timeout"}
+    watcher.run()                                    # does not exit on b
+    assert [x[1] for x in calls] == [a, b, b, b, c]
+    assert calls[-1][2] == tb                        # the token was saved past b
+    assert watcher.skipped == 1
     assert saved_token(ctx) == oplog.last_token()
+    assert order_doc(ctx, b)["state"] == "unpaid"
+    assert {order_doc(ctx, o)["cancel_reason"] for o in (a, c)} == {"timeout"}
+
+    make_watcher(ctx, oplog).run()                   # a restart does not replay b
+    assert oplog.opened[-1] == oplog.last_token()
+    assert [x[1] for x in calls] == [a, b, b, b, c]
+
+    monkeypatch.undo()                               # the handler works again
+    assert w.sweep(ctx)["expired"] == 1              # and the sweep finishes b
+    assert order_doc(ctx, b)["cancel_reason"] == "timeout"
     assert stock(ctx, shop["store_id"]) == 10
 
 
@@ -321,14 +352,93 @@ def test_other_database_errors_propagate(ctx):
         w.Watcher(ctx, open_stream=opener).run()
 
 
-def test_an_invalidated_stream_starts_afresh(ctx, shop, buyer):
+def pending_has_its_ttl_index(ctx):
+    return any(spec.get("expireAfterSeconds") == 0 and spec["key"] == [("due_at", 1)]
+               for spec in ctx.db.pending.index_information().values())
+
+
+def test_the_pipeline_lets_deletions_and_stream_endings_through():
+    match = w.PIPELINE[0]["$match"]
+    for op in ("delete", "invalidate", "drop", "rename", "dropDatabase"):
+        assert filter_applies(match, {"operationType": op}), op
+    for op in ("insert", "update", "replace"):
+        assert not filter_applies(match, {"operationType": op}), op
+
+
+@pytest.mark.parametrize("op", ["invalidate", "drop", "rename", "dropDatabase"])
+def test_a_stream_ended_by_the_server_starts_afresh_with_the_ttl_index(
+        ctx, shop, buyer, monkeypatch, op):
+    missed = place(ctx, buyer, shop, 1)
+    ctx.clock.advance(PAY_S)
     oplog = FakeOplog()
     watcher = make_watcher(ctx, oplog)
-    watcher.save_token(oplog.delete("x"))
-    oplog.delete(None, op="invalidate")
+    start = oplog.delete("x")
+    watcher.save_token(start)
+    oplog.act(ctx.db.pending.drop)               # pending goes, with its TTL index
+    if op == "invalidate":
+        oplog.invalidate(filtered=False)
+    else:
+        oplog.delete(None, op=op)
+        oplog.invalidate(filtered=False)
     watcher.run()
-    assert oplog.opened == [{"_data": "00000000"}, None]
+    assert oplog.opened == [start, None]
     assert saved_token(ctx) is None
+    assert pending_has_its_ttl_index(ctx)        # recreated before reopening
+    assert order_doc(ctx, missed)["cancel_reason"] == "timeout"   # the fresh start swept
+
+
+def test_a_stream_killed_by_a_filtered_invalidate_is_not_spun_on_nor_its_token_saved(
+        ctx, shop, buyer, monkeypatch):
+    """pymongo's behaviour when the pipeline drops the invalidate: try_next returns
+    None, ``alive`` goes False and ``resume_token`` is the invalidate token."""
+    first = place(ctx, buyer, shop, 1)
+    ctx.clock.advance(PAY_S)
+    oplog = FakeOplog()
+    watcher = make_watcher(ctx, oplog)
+    saved = []
+    real_save = watcher.save_token
+    monkeypatch.setattr(watcher, "save_token", lambda t: (saved.append(t), real_save(t)))
+    start = oplog.delete("x")
+    watcher.save_token(start)
+    oplog.act(ctx.db.pending.drop)
+    dead = oplog.invalidate(filtered=True)
+    after = []
+
+    def on_open(resume_after):
+        if resume_after is None:    # the fresh stream: a new deadline falls due on it
+            after.append(place(ctx, buyer, shop, 2))
+            oplog.act(lambda: ctx.clock.advance(PAY_S))
+            after.append(oplog.delete(f"pay:{after[0]}"))
+
+    oplog.on_open = on_open
+    watcher.run()
+    assert oplog.opened == [start, None]
+    assert oplog.streams[0].calls_when_dead == 0   # left at once, not spun on
+    assert dead not in saved                       # never saved the invalidate token
+    assert saved_token(ctx) == after[1]
+    assert pending_has_its_ttl_index(ctx)
+    assert order_doc(ctx, first)["cancel_reason"] == "timeout"
+    assert order_doc(ctx, after[0])["cancel_reason"] == "timeout"
+    assert stock(ctx, shop["store_id"]) == 10
+
+
+def test_an_invalidate_token_saved_earlier_is_refused_and_the_watcher_starts_afresh(
+        ctx, shop, buyer):
+    """A token saved by an older watcher from a dead stream: the open fails with
+    InvalidResumeToken (260). The watcher starts afresh and sweeps, and does not
+    exit before its start-up sweep."""
+    missed = place(ctx, buyer, shop, 1)
+    ctx.clock.advance(PAY_S)
+    oplog = FakeOplog()
+    bad = oplog.invalidate(filtered=True)
+    watcher = make_watcher(ctx, oplog)
+    watcher.save_token(bad)
+    ctx.db.pending.drop()
+    watcher.run()
+    assert oplog.opened == [bad, None]
+    assert saved_token(ctx) is None
+    assert pending_has_its_ttl_index(ctx)
+    assert order_doc(ctx, missed)["cancel_reason"] == "timeout"
 
 
 def test_sweeps_at_start_and_every_interval_of_clock_time(ctx, shop, buyer, monkeypatch):
