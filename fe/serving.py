@@ -2,7 +2,7 @@
 ``python app.py`` serves; the REST tests and the benches start theirs through it."""
 import threading
 
-from app import make_server
+from be.server import make_server
 from be.api import create_app
 
 

@@ -51,7 +51,7 @@ def parse_args(argv=None):
                         "environment: embedded unless MONGODB_URI is set) and load that")
     p.add_argument("--server-threads", type=int, default=None,
                    help="request threads of the --start-server server (default: app.py's "
-                        "for the engine, app.default_threads)")
+                        "for the engine, be.server.default_threads)")
     p.add_argument("--threads", default="1,4,16,64", help="client thread counts, comma-separated")
     p.add_argument("--processes", type=int, default=0,
                    help="client processes sharing each level's threads, at most one per "
@@ -87,7 +87,7 @@ def parse_args(argv=None):
 
 def start_server(threads):
     """An in-process server as app.py makes it; (server, url, backend, sweeper)."""
-    from app import default_threads, make_server
+    from be.server import default_threads, make_server
     from be.api import create_app
     from be.backend import Backend
 

@@ -1,14 +1,14 @@
-"""app.make_server's connection (app.Channel): the main loop no longer writes while a
-request thread runs, so these check every path that still needs it, without timing
-anything: large and streamed replies, a reply past the high watermark (the request
-thread waits for the main loop), pipelined requests and Connection: close."""
+"""be.server.make_server's connection (be.server.Channel): the main loop no longer
+writes while a request thread runs, so these check every path that still needs it,
+without timing anything: large and streamed replies, a reply past the high watermark
+(the request thread waits for the main loop), pipelined requests and Connection: close."""
 import socket
 import threading
 import time
 
 import pytest
 
-from app import Channel, make_server
+from be.server import Channel, make_server
 
 BIG = 4 * 1024 * 1024
 
