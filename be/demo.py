@@ -9,8 +9,7 @@ import json
 
 from be import errors
 from be.model import stores, users
-from fe.access.book import COLUMNS, row_to_book
-from scripts.gen_books import iter_books
+from be.sample_books import COLUMNS, iter_books, row_to_book
 
 SELLER = ("demo_seller", "demo-seller-pw")
 BUYER = ("demo_buyer", "demo-buyer-pw")

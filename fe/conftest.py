@@ -5,9 +5,9 @@ import pytest
 
 from be.backend import Backend
 from be.config import Settings
+from be.sample_books import generate
 from fe import conf
 from fe.serving import ThreadedServer
-from scripts.gen_books import generate
 
 TEST_SETTINGS = dict(password_method="pbkdf2:sha256:1000")
 

@@ -34,9 +34,9 @@ if __package__ in (None, ""):  # run as ``python scripts/import_books.py``
 import requests  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from be.sample_books import COLUMNS, row_to_book  # noqa: E402
 from fe import conf  # noqa: E402
 from fe.access.auth import Auth  # noqa: E402
-from fe.access.book import COLUMNS, row_to_book  # noqa: E402
 from fe.access.seller import Seller  # noqa: E402
 
 PAGE_SIZE = 100  # the most GET /seller/books returns per page

@@ -1,7 +1,7 @@
 """be.demo: the data ``python app.py --demo`` starts with, at the model level."""
 from be import demo
 from be.model import orders, stores, users
-from scripts.gen_books import iter_books
+from be.sample_books import iter_books
 
 
 def test_demo_store_can_be_ordered_from_and_paid_by_the_demo_buyer(ctx):

@@ -14,8 +14,7 @@ from be.clock import ManualClock
 from be.config import Settings
 from be.db import INDEXES
 from be.model import search, stores, users
-from fe.access.book import COLUMNS, row_to_book
-from scripts.gen_books import CONTENT_WORDS_EN, CONTENT_WORDS_ZH, iter_books
+from be.sample_books import COLUMNS, CONTENT_WORDS_EN, CONTENT_WORDS_ZH, iter_books, row_to_book
 
 SAMPLE_DB = os.environ.get("BOOKSTORE_SAMPLE_DB") or os.path.join(
     os.path.dirname(__file__), "..", "..", "..", "shared", "data", "book.db")
@@ -32,7 +31,7 @@ def new_ctx():
 
 
 def generated(rows, seed):
-    """book_info dicts (tags as a list, no pictures) from scripts.gen_books."""
+    """book_info dicts (tags as a list, no pictures) from be.sample_books."""
     return [row_to_book(tuple(d[c] for c in COLUMNS), pictures=0).__dict__
             for d in iter_books(rows, seed)]
 

@@ -1,49 +1,11 @@
 """Books as the classic tests use them, read from a file in the course's book.db
-schema (the real sample, or one made by scripts/gen_books.py)."""
-import base64
+schema (the real sample, or one made by ``python -m scripts.gen_books``). The
+schema and the row-to-Book conversion are be.sample_books's."""
 import random
 import sqlite3
 
+from be.sample_books import COLUMNS, Book, row_to_book
 from fe import conf
-
-
-class Book:
-    def __init__(self):
-        self.id = None
-        self.title = None
-        self.author = None
-        self.publisher = None
-        self.original_title = None
-        self.translator = None
-        self.pub_year = None
-        self.pages = None
-        self.price = None
-        self.currency_unit = None
-        self.binding = None
-        self.isbn = None
-        self.author_intro = None
-        self.book_intro = None
-        self.content = None
-        self.tags = []
-        self.pictures = []
-
-
-COLUMNS = ("id", "title", "author", "publisher", "original_title", "translator", "pub_year",
-           "pages", "price", "currency_unit", "binding", "isbn", "author_intro", "book_intro",
-           "content", "tags", "picture")
-
-
-def row_to_book(row, pictures=1):
-    """A Book from one row of COLUMNS; tags split on newlines, the picture sent
-    ``pictures`` times as base64 (the classic client sends it 0-9 times)."""
-    book = Book()
-    for name, value in zip(COLUMNS[:15], row[:15]):
-        setattr(book, name, value)
-    book.tags = [t.strip() for t in (row[15] or "").split("\n") if t.strip()]
-    if row[16] is not None:
-        encoded = base64.b64encode(row[16]).decode("utf-8")
-        book.pictures = [encoded] * pictures
-    return book
 
 
 class BookDB:

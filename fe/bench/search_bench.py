@@ -6,7 +6,7 @@
 
 Two datasets, each in a fresh database: the 100-row sample (../shared/data/book.db,
 skipped when absent) listed in ``--stores`` stores (each store lists every book),
-and ``--rows`` books made by scripts/gen_books.generate, spread over the stores
+and ``--rows`` books made by be.sample_books.generate, spread over the stores
 (each book in one store, every tenth in two). Books are loaded through the model
 layer's add_book (so add_book computes their search terms; without pictures,
 which search never reads). Then ``--queries`` searches of mixed kinds run one
@@ -36,9 +36,8 @@ from collections import defaultdict
 from be.backend import Backend
 from be.config import Settings
 from be.model import search, stores, users
-from fe.access.book import COLUMNS, row_to_book
+from be.sample_books import COLUMNS, CONTENT_WORDS_EN, CONTENT_WORDS_ZH, generate, row_to_book
 from fe.bench.run import percentile
-from scripts.gen_books import CONTENT_WORDS_EN, CONTENT_WORDS_ZH, generate
 
 DEFAULT_SAMPLE = os.environ.get("BOOKSTORE_SAMPLE_DB") or os.path.join(
     os.path.dirname(__file__), "..", "..", "..", "shared", "data", "book.db")

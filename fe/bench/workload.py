@@ -7,11 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from be.sample_books import COLUMNS, iter_books, row_to_book
 from fe.access.auth import Auth
-from fe.access.book import COLUMNS, row_to_book
 from fe.access.buyer import Buyer
 from fe.access.seller import Seller
-from scripts.gen_books import iter_books
 
 PASSWORD = "bench-pw"
 STOCK = 10**8          # per listing: never the limit during a run

@@ -2,7 +2,7 @@ import uuid
 
 import pytest
 
-from fe.access.book import Book
+from be.sample_books import Book
 from fe.access.buyer import Buyer
 from fe.access.new_buyer import register_new_buyer
 from fe.test.gen_book_data import GenBook

@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 
+from be.sample_books import COLUMNS, row_to_book
 from fe import conf
-from fe.access.book import COLUMNS, BookDB, row_to_book
+from fe.access.book import BookDB
 from fe.access.new_seller import register_new_seller
 from fe.access.search import Search
 

@@ -13,8 +13,8 @@ import uuid
 import pytest
 import requests
 
+from be.sample_books import Book
 from fe import conf
-from fe.access.book import Book
 from fe.access.new_buyer import register_new_buyer
 from fe.access.new_seller import register_new_seller
 

@@ -11,7 +11,7 @@ from fe import conf
 from fe.access.auth import Auth
 from fe.access.seller import Seller
 from scripts import import_books as ib
-from scripts.gen_books import generate
+from be.sample_books import generate
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_DB = REPO.parent / "shared" / "data" / "book.db"  # where CI keeps the course sample
