@@ -2,8 +2,8 @@
 
 ``audit(db)`` reads users, stores, listings and orders and returns a list of
 ``Violation`` (empty when everything holds). The tests run it on the embedded
-engine after every crash point and stress run; ``scripts/check_invariants.py``
-runs it against a real MongoDB.
+engine after every crash point and stress run; ``bookstore-audit`` (be.audit_cli,
+``python -m scripts.check_invariants``) runs it against a real MongoDB.
 
 Money (integer cents). Every user's ledger must balance:
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/import_books.py --url http://127.0.0.1:5000/ --user seller1 \\
+    python -m scripts.import_books --url http://127.0.0.1:5000/ --user seller1 \\
         --password pw --store store1 --file book.db --stock 100 --register
 
 It talks to a running server over the HTTP API (the ``fe.access`` client), so it
@@ -28,16 +28,13 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as ``python scripts/import_books.py``
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import requests
+from tqdm import tqdm
 
-import requests  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from be.sample_books import COLUMNS, row_to_book  # noqa: E402
-from fe import conf  # noqa: E402
-from fe.access.auth import Auth  # noqa: E402
-from fe.access.seller import Seller  # noqa: E402
+from be.sample_books import COLUMNS, row_to_book
+from fe import conf
+from fe.access.auth import Auth
+from fe.access.seller import Seller
 
 PAGE_SIZE = 100  # the most GET /seller/books returns per page
 

@@ -523,17 +523,17 @@ def test_audit_summary(busy_world):
     assert s["money"]["held"] == 2 * TOTAL  # the paid and the shipped order
 
 
-def test_check_invariants_script(busy_world, capsys, monkeypatch):
-    from scripts import check_invariants
+def test_audit_command_line(busy_world, capsys, monkeypatch):
+    from be import audit_cli
     ctx, w, ids = busy_world
-    assert check_invariants.run(ctx.db, "embedded") == 0
+    assert audit_cli.run(ctx.db, "embedded") == 0
     assert "no violations" in capsys.readouterr().out
     ctx.db.users.update_one({"_id": "seller"}, {"$inc": {"balance": 7}})
-    assert check_invariants.run(ctx.db, "embedded") == 1
+    assert audit_cli.run(ctx.db, "embedded") == 1
     out = capsys.readouterr().out
     assert "seller" in out and "off by 7" in out and "password_hash" not in out
     monkeypatch.delenv("MONGODB_URI", raising=False)
-    assert check_invariants.main([]) == 2
+    assert audit_cli.main([]) == 2
     assert "MONGODB_URI" in capsys.readouterr().err
 
 

@@ -516,7 +516,7 @@ def test_the_watcher_refuses_the_embedded_engine(monkeypatch, capsys):
 
 def test_the_script_refuses_the_embedded_engine():
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "watcher.py")],
+    proc = subprocess.run([sys.executable, "-m", "scripts.watcher"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "replica set" in proc.stderr and "python app.py" in proc.stderr

@@ -99,7 +99,7 @@ def test_command_line_run(tmp_path):
     path = tmp_path / "books10.db"
     generate(path, 10, seed=5)
     user, pw, store = ids()
-    argv = [sys.executable, "scripts/import_books.py", "--url", conf.URL, "--user", user,
+    argv = [sys.executable, "-m", "scripts.import_books", "--url", conf.URL, "--user", user,
             "--password", pw, "--store", store, "--file", str(path), "--stock", "3",
             "--register", "--no-progress"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
