@@ -23,8 +23,8 @@ from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
 from be.model import orders, stores, users
-from be.tests.faults import (Crash, count_writes, crash_at, crash_points, faulty, sibling,
-                             snapshot)
+from be.tests.support.faults import (Crash, count_writes, crash_at, crash_points, faulty,
+                                     sibling, snapshot)
 from be.watcher import sweep
 
 FUNDS = 100_000

@@ -1,7 +1,7 @@
 """Every query the application issues is served by an index in be.db.INDEXES.
 
-The embedded engine scans, so it cannot tell; ``be.querycheck`` models the
-MongoDB planner over the declared indexes. Three layers:
+The embedded engine scans, so it cannot tell; ``be.tests.support.querycheck``
+models the MongoDB planner over the declared indexes. Three layers:
 
 * the checker itself, on shapes it must accept and shapes it must refuse;
 * a workload through every model function (and the sweep, recovery and
@@ -13,11 +13,12 @@ MongoDB planner over the declared indexes. Three layers:
 """
 import pytest
 
-from be import embedded, errors, querycheck
+from be import embedded, errors
 from be.db import INDEXES
 from be.model import orders, stores, users
-from be.querycheck import Recorder, check
 from be.tests.conftest import new_id
+from be.tests.support import querycheck
+from be.tests.support.querycheck import Recorder, check
 
 ASC, DESC = 1, -1
 
@@ -145,7 +146,7 @@ def test_recorder_keeps_application_queries_only(ctx, make_user):
 # ---------------------------------------------------------------- a workload through every model function
 
 def _workload(ctx, make_user):
-    from be.tests.faults import crash_at
+    from be.tests.support.faults import crash_at
 
     seller, _, stoken = make_user("seller")
     buyer, bpw, btoken = make_user("buyer", funds=10**7)

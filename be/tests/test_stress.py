@@ -37,7 +37,7 @@ from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
 from be.model import orders, stores, users
-from be.tests.faults import Crash, FaultyDB, crash_at, pushed_markers, sibling
+from be.tests.support.faults import Crash, FaultyDB, crash_at, pushed_markers, sibling
 from be.tests.test_crash import (PASSWORD, SCENARIOS, WRITES, assert_clean, recover_like_the_system,
                                  run_op, setup_scenario)
 from be.watcher import sweep

@@ -16,7 +16,7 @@ import requests
 from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
-from be.tests.faults import snapshot
+from be.tests.support.faults import snapshot
 from fe.serving import ThreadedServer
 
 PASSWORDS = {"az_alice": "alice-Pa55word-that-must-not-leak",

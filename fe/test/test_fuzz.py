@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, settings
 from be.audit import audit
 from be.backend import Backend
 from be.config import Settings
-from be.tests.faults import snapshot
+from be.tests.support.faults import snapshot
 from fe.serving import ThreadedServer
 
 SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "openapi.yaml")

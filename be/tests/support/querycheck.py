@@ -37,7 +37,8 @@ import sys
 import threading
 from collections import namedtuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the repository: this file is be/tests/support/querycheck.py
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
 # kinds of predicate a filter puts on a field
 POINT = {"eq", "null"}                       # one value
@@ -336,7 +337,7 @@ def check(collection, filter=None, sort=None, method="find", indexes=None):
 
 # Layers between a caller and the database that pass calls through: the caller
 # is the first frame outside them.
-WRAPPERS = ("be/embedded.py", "be/querycheck.py", "be/tests/faults.py")
+WRAPPERS = ("be/embedded.py", "be/tests/support/querycheck.py", "be/tests/support/faults.py")
 _WRAPPER_FILES = tuple(os.path.join(*w.split("/")) for w in WRAPPERS)
 
 
