@@ -16,7 +16,7 @@ import time
 
 from be import watcher
 from be.backend import Backend
-from be.model import orders, stores, users
+from be.model import orders, sessions, stores, users
 from fe.bench import workload
 
 BUYERS = 1000
@@ -37,19 +37,19 @@ def _best(call, n, rounds):
 def _world(count, buyer_count):
     ctx = Backend()
     users.register(ctx, "seller", PASSWORD)
-    seller_token = users.login(ctx, "seller", PASSWORD, "growth")
-    stores.create_store(ctx, "seller", seller_token, "store")
+    seller_token = sessions.login(ctx, "seller", PASSWORD, "growth")
+    stores.create_store(ctx, "seller", "store")
     for i in range(BOOKS):
-        stores.add_book(ctx, "seller", seller_token, "store",
+        stores.add_book(ctx, "seller", "store",
                         {"id": f"b{i}", "title": f"book {i}", "price": 100 + i}, 10**9)
     buyers = []
     for i in range(buyer_count):
         users.register(ctx, f"u{i}", PASSWORD)
-        users.add_funds(ctx, f"u{i}", PASSWORD, 10**11)
-        buyers.append((f"u{i}", users.login(ctx, f"u{i}", PASSWORD, "growth")))
-    first = orders.new_order(ctx, "u0", buyers[0][1], "store",
+        users.add_funds(ctx, f"u{i}", 10**11)
+        buyers.append((f"u{i}", sessions.login(ctx, f"u{i}", PASSWORD, "growth")))
+    first = orders.new_order(ctx, "u0", "store",
                              [(f"b{j}", 1) for j in range(10)])
-    orders.payment(ctx, "u0", first, PASSWORD)
+    orders.payment(ctx, "u0", first)
     template = ctx.db.orders.find_one({"_id": first})
     # the busy buyer u1 holds every tenth order; the rest go round all buyers
     workload.insert_copies(ctx.db, template, count - 1,
@@ -66,11 +66,11 @@ def measure(count, buyer_count=BUYERS, rounds=5):
     def new_order():
         user_id, token = buyers[rng.randrange(2, buyer_count)]
         lines = [(f"b{j}", 1) for j in rng.sample(range(BOOKS), 10)]
-        unpaid.append((user_id, orders.new_order(ctx, user_id, token, "store", lines)))
+        unpaid.append((user_id, orders.new_order(ctx, user_id, "store", lines)))
 
     def payment():
         user_id, order_id = unpaid.pop()
-        orders.payment(ctx, user_id, order_id, PASSWORD)
+        orders.payment(ctx, user_id, order_id)
 
     typical, busy = buyers[5], buyers[1]
     return {
@@ -81,7 +81,7 @@ def measure(count, buyer_count=BUYERS, rounds=5):
         "busy buyer's list": _best(
             lambda: orders.buyer_orders(ctx, *busy, None, 1, 20), 5, min(rounds, 3)),
         "seller's paid list": _best(lambda: orders.seller_orders(
-            ctx, "seller", seller_token, None, "paid", 1, 20), 3, min(rounds, 3)),
+            ctx, "seller", None, "paid", 1, 20), 3, min(rounds, 3)),
         "one sweep": _best(lambda: watcher.sweep(ctx), 20, rounds),
     }
 
