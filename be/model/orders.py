@@ -24,7 +24,7 @@ from be import errors
 from be.clock import iso
 from be.db import listing_id
 from be.model import effects, stores
-from be.model.lifecycle import ACTIONS, STATES, TIMERS
+from be.model.lifecycle import ACTIONS, TIMERS
 
 AFTER = ReturnDocument.AFTER
 
@@ -106,15 +106,6 @@ def get_order(ctx, user_id, order_id):
     if user_id not in (order["buyer_id"], order["seller_id"]):
         raise errors.AuthorizationFailed()
     return reply(order)
-
-
-def state_filter(state):
-    """A list's state filter: None for all, else one of STATES (400 otherwise)."""
-    if state in (None, ""):
-        return None
-    if state not in STATES:
-        raise errors.BadRequest(f"invalid field 'state': must be one of {', '.join(STATES)}")
-    return state
 
 
 def _page(ctx, query, page, page_size):

@@ -15,7 +15,7 @@ def test_demo_store_can_be_ordered_from_and_paid_by_the_demo_buyer(ctx):
     assert all(r["stock_level"] == demo.STOCK for r in rows)
     assert users.own_balance(ctx, buyer["user_id"]) == demo.FUNDS
 
-    token = sessions.login(ctx, buyer["user_id"], buyer["password"], "t")  # printed password works
+    sessions.login(ctx, buyer["user_id"], buyer["password"], "t")  # printed password works
     first, second = info["books"][:2]
     order_id = orders.new_order(ctx, buyer["user_id"], store_id,
                                 [(first["id"], 1), (second["id"], 2)])

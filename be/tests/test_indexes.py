@@ -188,8 +188,8 @@ def _workload(ctx, make_user):
     ctx.clock.advance(ctx.settings.pay_timeout_s + 1)
     with pytest.raises(errors.OrderExpired):
         orders.payment(ctx, buyer, overdue)
-    btoken = sessions.login(ctx, buyer, bpw, "t")
-    stoken = sessions.login(ctx, seller, "pw_seller", "t")
+    sessions.login(ctx, buyer, bpw, "t")
+    sessions.login(ctx, seller, "pw_seller", "t")
 
     # timeouts: an overdue unpaid order, an overdue shipped one, through handlers and sweep
     late = orders.new_order(ctx, buyer, store, lines)
@@ -215,7 +215,7 @@ def _workload(ctx, make_user):
     else:
         for order in ctx.db.orders.find({"busy": {"$ne": None}}):
             orders.recover(ctx, order)
-    btoken = sessions.login(ctx, buyer, bpw, "t")
+    sessions.login(ctx, buyer, bpw, "t")
 
     try:
         from be.model import search

@@ -10,7 +10,7 @@ import pytest
 from be import errors
 from be.clock import iso
 from be.db import INDEXES, listing_id
-from be.model import orders, sessions, stores, users
+from be.model import lifecycle, orders, sessions, stores, users
 from be.tests.conftest import new_id
 
 PRICE = {"b1": 1000, "b2": 250}  # the shop fixture's books (stock 10 and 5)
@@ -557,7 +557,7 @@ def test_buyer_orders_shows_only_own_orders(ctx, buyer, other, shop, history):
 
 
 def test_seller_orders_all_stores_or_one(ctx, buyer, shop, history):
-    seller, token = shop["seller"], shop["token"]
+    seller = shop["seller"]
     second = new_id("store")
     stores.create_store(ctx, seller, second)
     stores.add_book(ctx, seller, second, {"id": "b1", "title": "T", "price": 7}, 9)
@@ -589,12 +589,22 @@ def test_seller_orders_errors(ctx, buyer, shop, make_user, history):
 
 
 def test_state_filter_accepts_states_and_refuses_others():
-    assert orders.state_filter(None) is None and orders.state_filter("") is None
-    for state in orders.STATES:
-        assert orders.state_filter(state) == state
-    with pytest.raises(errors.BadRequest) as exc:
-        orders.state_filter("delivered")
-    assert "state" in exc.value.message
+    """The order lists' state filter is checked when the query is parsed, before the
+    token: one of the lifecycle's states, or empty for all."""
+    from pydantic import ValidationError
+    from be.api.common import _bad
+    from be.api.schemas import OrdersQuery
+
+    def state(value):
+        return OrdersQuery.model_validate({"user_id": "u", "state": value}).state
+
+    assert state(None) is None and state("") is None
+    for s in lifecycle.STATES:
+        assert state(s) == s
+    with pytest.raises(ValidationError) as exc:
+        state("delivered")
+    assert _bad(exc.value).message == ("invalid field 'state': must be one of unpaid, paid, "
+                                       "shipped, received, cancelled")
 
 
 # ---------------------------------------------------------------- indexes

@@ -36,7 +36,7 @@ from be.audit import audit
 from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
-from be.model import orders, sessions, stores, users
+from be.model import orders, stores, users
 from be.tests.faults import Crash, FaultyDB, crash_at, pushed_markers, sibling
 from be.tests.test_crash import (PASSWORD, SCENARIOS, WRITES, assert_clean, recover_like_the_system,
                                  run_op, setup_scenario)
@@ -268,13 +268,11 @@ class Stress:
         self.unexpected = []    # (op, repr(exception))
         self.orders = []        # order ids, shared by every thread
         self.order_lock = threading.Lock()
-        self.tokens = {}
         self.deposits = collections.Counter()  # user -> sum of successful add_funds
         self.counts = collections.Counter()
         ctx = self.ctx
         for seller, store in (("seller1", "s1"), ("seller2", "s2")):
             users.register(ctx, seller, PASSWORD)
-            self.tokens[seller] = sessions.login(ctx, seller, PASSWORD, "t")
             stores.create_store(ctx, seller, store)
             for book, (price, stock_level) in self.BOOKS[store].items():
                 stores.add_book(ctx, seller, store,
@@ -282,7 +280,6 @@ class Stress:
         self.buyers = [f"buyer{i}" for i in range(self.BUYERS)]
         for b in self.buyers:
             users.register(ctx, b, PASSWORD)
-            self.tokens[b] = sessions.login(ctx, b, PASSWORD, "t")
             users.add_funds(ctx, b, 20_000)
         self.initial = {u["_id"]: u["deposited"] - u["withdrawn"] for u in ctx.db.users.find({})}
         self.audits = 0
@@ -324,7 +321,6 @@ class Stress:
              "expire", "auto_receive", "sweep", "tick", "read", "wrong_party", "audit"],
             weights=[24, 20, 6, 12, 10, 4, 4, 3, 3, 3, 4, 4, 2, 0.3])[0]
         self.counts[op] += 1
-        tokens = self.tokens
         if op == "new_order":
             buyer = rng.choice(self.buyers)
             store = rng.choice(list(self.BOOKS))

@@ -35,7 +35,7 @@ from collections import defaultdict
 
 from be.backend import Backend
 from be.config import Settings
-from be.model import search, sessions, stores, users
+from be.model import search, stores, users
 from fe.access.book import COLUMNS, row_to_book
 from fe.bench.run import percentile
 from scripts.gen_books import CONTENT_WORDS_EN, CONTENT_WORDS_ZH, generate
@@ -93,7 +93,6 @@ class Dataset:
         ctx = self.backend
         seller = f"search_bench_{uuid.uuid4().hex[:8]}"
         users.register(ctx, seller, "bench-pw")
-        token = sessions.login(ctx, seller, "bench-pw", "bench")
         self.stores = [f"{seller}_s{n}" for n in range(n_stores)]
         for store in self.stores:
             stores.create_store(ctx, seller, store)
