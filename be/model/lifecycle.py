@@ -139,6 +139,16 @@ def by_timer(kind):
     return ACTIONS[timer.fires] if timer else None
 
 
+def mermaid():
+    """The state diagram of doc/api.md (Mermaid), edge for edge from ACTIONS."""
+    lines = ["stateDiagram-v2"]
+    for a in ACTIONS.values():
+        label = a.route.replace("`", "").split(" (")[0]
+        for state in a.leaves:
+            lines.append(f"    {state or '[*]'} --> {a.enters}: {label}")
+    return "\n".join(lines)
+
+
 def markdown_table():
     """The state table of doc/api.md, row for row from ACTIONS."""
     rows = ["| from | to | by | effect on money and stock |", "|---|---|---|---|"]
