@@ -39,19 +39,17 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-STATES = ("unpaid", "paid", "shipped", "received", "cancelled")
-TRANSITIONS = {
-    "unpaid": ("paid", "cancelled"),
-    "paid": ("shipped", "cancelled"),
-    "shipped": ("received",),
-    "received": (),
-    "cancelled": (),
-}
-STEP_FIELD = {"paid": "paid_at", "shipped": "shipped_at", "received": "received_at",
-              "cancelled": "cancelled_at"}
-EFFECT_STATE = {"reserve": ("unpaid",), "debit": ("paid",), "restore": ("cancelled",),
-                "refund": ("cancelled",), "credit": ("received",)}
-LISTING_EFFECTS = ("reserve", "restore")
+from be.db import listing_id as _listing_id
+from be.model import effects, lifecycle
+from be.model.lifecycle import STATES
+
+# The rules come from the lifecycle table (be.model.lifecycle), so the audit checks
+# what the model does and the two cannot drift apart.
+TRANSITIONS = lifecycle.transitions()
+STEP_FIELD = lifecycle.stamps()
+EFFECT_STATE = lifecycle.effect_states()
+CANCEL_REASONS = lifecycle.values("event", "reason", "cancelled")
+RECEIVED_BY = lifecycle.values("event", "by", "received")
 MAX_DOCS = 20  # documents quoted per violation
 
 
@@ -93,10 +91,6 @@ def _before(a, b):
 def _public(doc, hide=("password_hash",)):
     """A copy fit for printing: no password hash, pictures' bytes summarised."""
     return {k: v for k, v in doc.items() if k not in hide}
-
-
-def _listing_id(store_id, book_id):
-    return json.dumps([store_id, book_id], ensure_ascii=False)
 
 
 class _Audit:
@@ -198,7 +192,7 @@ class _Audit:
             self.add("order-history", f"order {oid!r} has no history", [order])
             return
         states = [h.get("state") for h in history]
-        if states[0] != "unpaid":
+        if states[0] != lifecycle.FIRST_STATE:
             self.add("order-history", f"order {oid!r}: history starts at {states[0]!r}", [order])
         for a, b in zip(states, states[1:]):
             if b not in TRANSITIONS.get(a, ()):
@@ -237,7 +231,7 @@ class _Audit:
                      "it was paid", [order])
         if state == "cancelled":
             reason = history[-1].get("reason")
-            if reason not in ("buyer", "timeout") or order.get("cancel_reason") != reason:
+            if reason not in CANCEL_REASONS or order.get("cancel_reason") != reason:
                 self.add("order-history", f"order {oid!r}: bad cancel reason {reason!r} / "
                          f"{order.get('cancel_reason')!r}", [order])
             if reason == "timeout":
@@ -256,7 +250,7 @@ class _Audit:
                          "shipped_at", [order])
         if state == "received":
             by = history[-1].get("by")
-            if by not in ("buyer", "timeout"):
+            if by not in RECEIVED_BY:
                 self.add("order-history", f"order {oid!r}: received by {by!r}", [order])
             if by == "timeout" and _before(order.get("received_at"), order.get("receive_deadline")):
                 self.add("order-time", f"order {oid!r}: received by timeout before its "
@@ -325,15 +319,10 @@ class _Audit:
         return False
 
     def expected_target(self, order, effect):
-        name = effect.split(".", 1)[0]
-        if name in LISTING_EFFECTS:
-            return "listings", {_listing_id(order["store_id"], i["book_id"])
-                                for i in order["items"]}
-        if name in ("debit", "refund"):
-            return "users", {order["buyer_id"]}
-        if name == "credit":
-            return "users", {order["seller_id"]}
-        return None, set()
+        if effects.name(effect) not in effects.EFFECTS:
+            return None, set()
+        coll, changes = effects.targets(order, effect)
+        return coll, {doc_id for doc_id, _ in changes}
 
     def check_markers(self):
         for marker, places in sorted(self.markers.items()):

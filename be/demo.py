@@ -8,7 +8,7 @@ them (and tops the buyer's balance back up) instead of failing.
 import json
 
 from be import errors
-from be.model import stores, users
+from be.model import sessions, stores, users
 from be.sample_books import COLUMNS, iter_books, row_to_book
 
 SELLER = ("demo_seller", "demo-seller-pw")
@@ -24,7 +24,7 @@ def _account(ctx, user_id, password):
     except errors.UserExists:
         pass
     try:
-        return users.login(ctx, user_id, password, "demo")
+        return sessions.login(ctx, user_id, password, "demo")
     except errors.AuthorizationFailed:
         raise SystemExit(f"--demo: user {user_id} exists with another password; "
                          f"drop it or use a fresh database")
@@ -35,21 +35,21 @@ def setup(ctx, books=50, seed=2024):
     with their ids, passwords, tokens and the books listed."""
     seller_token = _account(ctx, *SELLER)
     try:
-        stores.create_store(ctx, SELLER[0], seller_token, STORE)
+        stores.create_store(ctx, SELLER[0], STORE)
     except errors.StoreExists:
         stores.owned_store(ctx, SELLER[0], STORE)  # 401 if someone else owns it
     listed = []
     for row in iter_books(books, seed=seed):
         info = row_to_book(tuple(row[c] for c in COLUMNS)).__dict__
         try:
-            stores.add_book(ctx, SELLER[0], seller_token, STORE, info, STOCK)
+            stores.add_book(ctx, SELLER[0], STORE, info, STOCK)
         except errors.BookExists:
             pass
         listed.append({"id": info["id"], "title": info["title"], "price": info["price"]})
     buyer_token = _account(ctx, *BUYER)
-    balance = users.own_balance(ctx, BUYER[0], buyer_token)
+    balance = users.own_balance(ctx, BUYER[0])
     if balance < FUNDS:
-        users.add_funds(ctx, BUYER[0], BUYER[1], FUNDS - balance)
+        users.add_funds(ctx, BUYER[0], FUNDS - balance)
     return {
         "seller": {"user_id": SELLER[0], "password": SELLER[1], "token": seller_token},
         "buyer": {"user_id": BUYER[0], "password": BUYER[1], "token": buyer_token,

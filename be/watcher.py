@@ -3,9 +3,10 @@
 Every open deadline has a document in ``pending`` (``_id`` ``"pay:<order_id>"`` or
 ``"receive:<order_id>"``, ``due_at`` under a TTL index). On a real MongoDB the TTL
 monitor deletes each one when it falls due; the watcher (``python -m be.watcher``,
-its own process) follows the deletions on a change stream and runs the handler the
-``_id`` names: ``orders.expire_payment`` or ``orders.auto_receive``. Both are
-state- and deadline-guarded, so a deletion made by payment, receipt or cancel, an
+its own process) follows the deletions on a change stream and fires the timer the
+``_id`` names (``orders.fire``; the lifecycle table says which action each kind of
+timer takes: expire, auto_receive). Each is state- and deadline-guarded, so a
+deletion made by payment, receipt or cancel, an
 event seen twice, or two watchers at once change nothing more than one would.
 
 The resume token is stored in ``watcher_state`` after each event, and the stream
@@ -43,6 +44,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from be.db import INDEXES, ensure_indexes
 from be.model import orders
+from be.model.lifecycle import ACTIONS, TIMERS
 
 log = logging.getLogger("bookstore.watcher")
 
@@ -53,8 +55,6 @@ HISTORY_LOST = (280, 286)
 INVALID_RESUME_TOKEN = (260,)
 START_AFRESH = HISTORY_LOST + INVALID_RESUME_TOKEN
 NOT_A_REPLICA_SET = (40573,)
-# pending kind -> name of the orders handler (looked up at call time)
-HANDLERS = {"pay": "expire_payment", "receive": "auto_receive"}
 # Events that end the stream: the collection or its database went away.
 ENDING = ("invalidate", "drop", "rename", "dropDatabase")
 PIPELINE = [{"$match": {"operationType": {"$in": ["delete", *ENDING]}}}]
@@ -112,18 +112,17 @@ def _batches(fetch, act, batch_size, max_batches, counts, name):
 def sweep(ctx, batch_size=100, max_batches=20):
     """Finish stuck steps, cancel overdue unpaid orders, receive overdue shipped ones.
     Every query is index-backed and bounded. Returns counts of what changed."""
-    counts = {"recovered": 0, "expired": 0, "received": 0, "errors": 0}
+    counts = {"recovered": 0, **{t.counted: 0 for t in TIMERS.values()}, "errors": 0}
     now = ctx.clock.now()
     cutoff = now - timedelta(seconds=ctx.settings.stuck_after_s)
     _batches(lambda n: _stuck(ctx, cutoff, n), lambda o: orders.recover(ctx, o) is not None,
              batch_size, max_batches, counts, "recovered")
     now = ctx.clock.now()
-    _batches(lambda n: _overdue(ctx, "unpaid", "pay_deadline", now, n),
-             lambda oid: orders.expire_payment(ctx, oid),
-             batch_size, max_batches, counts, "expired")
-    _batches(lambda n: _overdue(ctx, "shipped", "receive_deadline", now, n),
-             lambda oid: orders.auto_receive(ctx, oid),
-             batch_size, max_batches, counts, "received")
+    for timer in TIMERS.values():
+        for state in ACTIONS[timer.fires].leaves:
+            _batches(lambda n: _overdue(ctx, state, timer.deadline, now, n),
+                     lambda oid: orders.fire(ctx, timer.kind, oid),
+                     batch_size, max_batches, counts, timer.counted)
     return counts
 
 
@@ -145,7 +144,7 @@ def parse_pending_id(pending_id):
     if not isinstance(pending_id, str):
         return None, None
     kind, sep, order_id = pending_id.partition(":")
-    if not sep or not order_id or kind not in HANDLERS:
+    if not sep or not order_id or kind not in TIMERS:
         return None, None
     return kind, order_id
 
@@ -235,13 +234,12 @@ class Watcher:
         if kind is None:
             log.warning("ignoring deletion of pending %r: not a known timer id", pending_id)
             return None
-        handler = getattr(orders, HANDLERS[kind])
         for attempt in range(1, self.retries + 1):
             try:
-                return handler(self.ctx, order_id)
+                return orders.fire(self.ctx, kind, order_id)
             except Exception:
-                log.exception("handler %s for order %s failed (attempt %d of %d)",
-                              HANDLERS[kind], order_id, attempt, self.retries)
+                log.exception("%s timer of order %s failed (attempt %d of %d)",
+                              kind, order_id, attempt, self.retries)
                 if attempt < self.retries:
                     self.stop_event.wait(self.retry_delay_s)
         raise HandlerFailed(f"{pending_id}: handler failed {self.retries} times")

@@ -3,7 +3,7 @@ from flask import Blueprint
 
 from be.api import schemas as s
 from be.api.common import backend, body, ok, token
-from be.model import users
+from be.model import sessions, users
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -25,7 +25,7 @@ def unregister():
 @bp.post("/login")
 def login():
     b = body(s.Login)
-    return ok(token=users.login(backend(), b.user_id, b.password, b.terminal))
+    return ok(token=sessions.login(backend(), b.user_id, b.password, b.terminal))
 
 
 @bp.post("/password")
@@ -38,5 +38,5 @@ def password():
 @bp.post("/logout")
 def logout():
     b = body(s.UserOnly)
-    users.logout(backend(), b.user_id, token())
+    sessions.logout(backend(), b.user_id, token())
     return ok()

@@ -2,57 +2,56 @@
 from flask import Blueprint
 
 from be.api import schemas as s
-from be.api.common import backend, body, ok, query, token
+from be.api.common import backend, ok, password_checked, query, signed_in
 from be.model import orders, users
 
 bp = Blueprint("buyer", __name__, url_prefix="/buyer")
 
 
 @bp.post("/new_order")
-def new_order():
-    b = body(s.NewOrder)
-    order_id = orders.new_order(backend(), b.user_id, token(), b.store_id,
+@signed_in(s.NewOrder)
+def new_order(b):
+    order_id = orders.new_order(backend(), b.user_id, b.store_id,
                                 [(line.id, line.count) for line in b.books])
     return ok(order_id=order_id)
 
 
 @bp.post("/payment")
-def payment():
-    b = body(s.Payment)
-    orders.payment(backend(), b.user_id, b.order_id, b.password)
+@password_checked(s.Payment)
+def payment(b):
+    orders.payment(backend(), b.user_id, b.order_id)
     return ok()
 
 
 @bp.post("/add_funds")
-def add_funds():
-    b = body(s.AddFunds)
-    users.add_funds(backend(), b.user_id, b.password, b.add_value)
+@password_checked(s.AddFunds)
+def add_funds(b):
+    users.add_funds(backend(), b.user_id, b.add_value)
     return ok()
 
 
 @bp.post("/receive")
-def receive():
-    b = body(s.OrderRef)
-    orders.receive(backend(), b.user_id, token(), b.order_id)
+@signed_in(s.OrderRef)
+def receive(b):
+    orders.receive(backend(), b.user_id, b.order_id)
     return ok()
 
 
 @bp.post("/cancel_order")
-def cancel_order():
-    b = body(s.OrderRef)
-    orders.cancel_order(backend(), b.user_id, token(), b.order_id)
+@signed_in(s.OrderRef)
+def cancel_order(b):
+    orders.cancel_order(backend(), b.user_id, b.order_id)
     return ok()
 
 
 @bp.get("/orders")
-def buyer_orders():
-    q = query(s.OrdersQuery)
-    rows, total = orders.buyer_orders(backend(), q.user_id, token(),
-                                      orders.state_filter(q.state), q.page, q.page_size)
+@signed_in(s.OrdersQuery, query)
+def buyer_orders(q):
+    rows, total = orders.buyer_orders(backend(), q.user_id, q.state, q.page, q.page_size)
     return ok(orders=rows, total=total, page=q.page, page_size=q.page_size)
 
 
 @bp.get("/balance")
-def balance():
-    q = query(s.UserQuery)
-    return ok(balance=users.own_balance(backend(), q.user_id, token()))
+@signed_in(s.UserQuery, query)
+def balance(q):
+    return ok(balance=users.own_balance(backend(), q.user_id))

@@ -1,9 +1,13 @@
-"""Helpers every view uses: parse the request into a schema, reach the Backend,
-shape the JSON reply."""
+"""Helpers every view uses: parse the request into a schema, authenticate its
+user (once, here at the edge: the model only ever sees an authenticated user id),
+reach the Backend, shape the JSON reply."""
+import functools
+
 from flask import current_app, jsonify, request
 from pydantic import ValidationError
 
 from be import errors
+from be.model import sessions, users
 
 
 def backend():
@@ -44,3 +48,31 @@ def query(schema):
 
 def ok(**fields):
     return jsonify(message="ok", **fields), 200
+
+
+def _checked(schema, source, check):
+    """Decorator: parse the request into ``schema`` (400 first: a malformed request
+    is refused before anyone is looked up), run ``check(backend, args)``, then call
+    the view with the parsed arguments."""
+    def wrap(view):
+        @functools.wraps(view)
+        def run(**path):
+            args = source(schema)
+            check(backend(), args)
+            return view(args, **path)
+        return run
+    return wrap
+
+
+def signed_in(schema, source=body):
+    """The request's ``token`` header must be a live session of its ``user_id``:
+    511 for an unknown user, 401 otherwise."""
+    return _checked(schema, source,
+                    lambda ctx, args: sessions.authenticate(ctx, args.user_id, token()))
+
+
+def password_checked(schema):
+    """The body's ``password`` must be ``user_id``'s (401 otherwise): payment and
+    add_funds are authenticated this way, as in the classic contract."""
+    return _checked(schema, body,
+                    lambda ctx, args: users.check_password(ctx, args.user_id, args.password))

@@ -2,7 +2,10 @@
 float as cents is refused with 400 naming the field; unknown fields are ignored."""
 from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from be.model.lifecycle import STATES
 
 # Ids are stored as values only (never as field names), so '.', '$' and spaces are
 # harmless; control characters and absurd lengths are refused.
@@ -111,8 +114,18 @@ class UserQuery(Query):
     user_id: Id
 
 
+def _state(value):
+    """An order list's state filter: empty means all; else one of the lifecycle's."""
+    if value in (None, ""):
+        return None
+    if value not in STATES:
+        raise PydanticCustomError("state", "must be one of {states}",
+                                  {"states": ", ".join(STATES)})
+    return value
+
+
 class OrdersQuery(PageQuery, UserQuery):
-    state: Optional[str] = None
+    state: Annotated[Optional[str], AfterValidator(_state)] = None
     store_id: Optional[Id] = None
 
 

@@ -22,51 +22,59 @@ def key(order, effect):
     return f"{order['_id']}:{effect}"
 
 
-def _targets(order, effect):
-    """(collection, [(document id, amount)]) that an effect changes."""
-    name = effect.split(".", 1)[0]
-    if name in ("reserve", "restore"):
-        return "listings", [(listing_id(order["store_id"], i["book_id"]), i["count"])
-                            for i in order["items"]]
-    if name in ("debit", "refund"):
-        return "users", [(order["buyer_id"], order["total_price"])]
-    if name == "credit":
-        return "users", [(order["seller_id"], order["total_price"])]
-    raise ValueError(f"unknown effect {effect}")
-
-
+# effect -> (collection, what it changes there, sign of the change)
+EFFECTS = {
+    "reserve": ("listings", "lines", -1),
+    "restore": ("listings", "lines", 1),
+    "debit": ("users", "buyer_id", -1),
+    "refund": ("users", "buyer_id", 1),
+    "credit": ("users", "seller_id", 1),
+}
 _FIELD = {"listings": "stock_level", "users": "balance"}
-_SIGN = {"reserve": -1, "debit": -1, "restore": 1, "refund": 1, "credit": 1}
+
+
+def name(effect):
+    """``debit.<attempt>`` -> ``debit``."""
+    return effect.split(".", 1)[0]
+
+
+def targets(order, effect):
+    """(collection, [(document id, amount)]) that an effect changes."""
+    coll, what, _ = EFFECTS[name(effect)]
+    if what == "lines":
+        return coll, [(listing_id(order["store_id"], i["book_id"]), i["count"])
+                      for i in order["items"]]
+    return coll, [(order[what], order["total_price"])]
 
 
 def apply(db, order, effect):
     """Apply a non-failing effect once (restore, refund, credit)."""
-    coll, targets = _targets(order, effect)
+    coll, changes = targets(order, effect)
     k = key(order, effect)
-    sign = _SIGN[effect.split(".", 1)[0]]
+    sign = EFFECTS[name(effect)][2]
     ops = [UpdateOne({"_id": doc_id, "ops": {"$ne": k}},
                      {"$inc": {_FIELD[coll]: sign * amount}, "$push": {"ops": k}})
-           for doc_id, amount in targets]
+           for doc_id, amount in changes]
     db[coll].bulk_write(ops, ordered=False)
 
 
 def unmark(db, order, effect):
     """Remove an effect's markers once the order no longer needs them."""
-    coll, targets = _targets(order, effect)
+    coll, changes = targets(order, effect)
     k = key(order, effect)
-    ops = [UpdateOne({"_id": doc_id, "ops": k}, {"$pull": {"ops": k}}) for doc_id, _ in targets]
+    ops = [UpdateOne({"_id": doc_id, "ops": k}, {"$pull": {"ops": k}}) for doc_id, _ in changes]
     db[coll].bulk_write(ops, ordered=False)
 
 
 def undo(db, order, effect):
     """Take back whatever part of a failable effect (reserve, debit) was applied:
     each target that carries the marker gets its amount back and loses the marker."""
-    coll, targets = _targets(order, effect)
+    coll, changes = targets(order, effect)
     k = key(order, effect)
-    sign = -_SIGN[effect.split(".", 1)[0]]
+    sign = -EFFECTS[name(effect)][2]
     ops = [UpdateOne({"_id": doc_id, "ops": k},
                      {"$inc": {_FIELD[coll]: sign * amount}, "$pull": {"ops": k}})
-           for doc_id, amount in targets]
+           for doc_id, amount in changes]
     db[coll].bulk_write(ops, ordered=False)
 
 

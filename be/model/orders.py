@@ -1,8 +1,11 @@
 """Orders: one document each, lines embedded, ``state`` guarded on every change.
 
-States: unpaid -> paid -> shipped -> received; unpaid -> cancelled; paid -> cancelled.
-Every state change is one ``find_one_and_update`` whose filter names the state it
-leaves (and ``busy: None``), so of two racing requests exactly one wins.
+The states and the actions between them are the table in ``be.model.lifecycle``;
+this module carries them out. Every state change is one ``find_one_and_update``
+whose filter names the state it leaves (and ``busy: None``), so of two racing
+requests exactly one wins. Callers pass an authenticated user id (the HTTP edge
+resolved the token); the table says whether that user is the order's buyer or
+seller.
 
 ``busy`` marks a step in flight that touches other documents; it names an owner
 (the request, or the recovery that took over) and when it started. A step whose
@@ -20,9 +23,9 @@ from pymongo import ReturnDocument, UpdateOne
 from be import errors
 from be.clock import iso
 from be.db import listing_id
-from be.model import effects, stores, users
+from be.model import effects, stores
+from be.model.lifecycle import ACTIONS, TIMERS
 
-STATES = ("unpaid", "paid", "shipped", "received", "cancelled")
 AFTER = ReturnDocument.AFTER
 
 
@@ -36,12 +39,18 @@ def _light():
     return {"items": 0, "history": 0}
 
 
-def _pay_timer(order_id):
-    return f"pay:{order_id}"
+def _deadline(ctx, timer, now):
+    return now + timedelta(seconds=getattr(ctx.settings, TIMERS[timer].setting))
 
 
-def _receive_timer(order_id):
-    return f"receive:{order_id}"
+def _set_timer(ctx, kind, order_id, due_at):
+    ctx.db.pending.update_one(
+        {"_id": TIMERS[kind].pending_id(order_id)},
+        {"$set": {"order_id": order_id, "kind": kind, "due_at": due_at}}, upsert=True)
+
+
+def _clear_timer(ctx, kind, order_id):
+    ctx.db.pending.delete_one({"_id": TIMERS[kind].pending_id(order_id)})
 
 
 # ---------------------------------------------------------------- reading
@@ -54,7 +63,7 @@ def _load(ctx, order_id):
 
 
 def _refuse(order, action):
-    """The error for a transition that the order's current state forbids."""
+    """The error for an action that the order's current state forbids."""
     if order.get("busy"):
         if order["busy"]["step"] == "pay" and action == "pay":
             raise errors.BadOrderState(order["_id"], "being paid", "it can be paid once")
@@ -62,6 +71,12 @@ def _refuse(order, action):
     if action == "pay" and order.get("cancel_reason") == "timeout":
         raise errors.OrderExpired(order["_id"])
     raise errors.BadOrderState(order["_id"], order["state"], f"cannot {action} it")
+
+
+def _party(order, user_id, action):
+    """401 unless ``user_id`` is the party the table lets take ``action``."""
+    if order[f"{ACTIONS[action].by}_id"] != user_id:
+        raise errors.AuthorizationFailed()
 
 
 def reply(order):
@@ -86,21 +101,11 @@ def reply(order):
     }
 
 
-def get_order(ctx, user_id, token, order_id):
-    users.authenticate(ctx, user_id, token)
+def get_order(ctx, user_id, order_id):
     order = _load(ctx, order_id)
     if user_id not in (order["buyer_id"], order["seller_id"]):
         raise errors.AuthorizationFailed()
     return reply(order)
-
-
-def state_filter(state):
-    """A list's state filter: None for all, else one of STATES (400 otherwise)."""
-    if state in (None, ""):
-        return None
-    if state not in STATES:
-        raise errors.BadRequest(f"invalid field 'state': must be one of {', '.join(STATES)}")
-    return state
 
 
 def _page(ctx, query, page, page_size):
@@ -109,16 +114,14 @@ def _page(ctx, query, page, page_size):
     return [reply(o) for o in rows], ctx.db.orders.count_documents(query)
 
 
-def buyer_orders(ctx, user_id, token, state, page, page_size):
-    users.authenticate(ctx, user_id, token)
+def buyer_orders(ctx, user_id, state, page, page_size):
     query = {"buyer_id": user_id}
     if state:
         query["state"] = state
     return _page(ctx, query, page, page_size)
 
 
-def seller_orders(ctx, user_id, token, store_id, state, page, page_size):
-    users.authenticate(ctx, user_id, token)
+def seller_orders(ctx, user_id, store_id, state, page, page_size):
     if store_id is not None:
         stores.owned_store(ctx, user_id, store_id)
         query = {"store_id": store_id}
@@ -130,18 +133,6 @@ def seller_orders(ctx, user_id, token, store_id, state, page, page_size):
 
 
 # ---------------------------------------------------------------- changing
-
-def _transition(ctx, order_id, guard, state, now, fields=None, todo=None, event=None):
-    """Move an order from the state in ``guard`` to ``state`` in one atomic update;
-    None if the guard no longer holds. ``todo`` records the effects it owes."""
-    changes = {"state": state, "updated_at": now, **(fields or {})}
-    if todo:
-        changes["busy"] = {"step": "effects", "owner": _nonce(), "since": now, "todo": todo}
-    entry = {"state": state, "at": now, **(event or {})}
-    return ctx.db.orders.find_one_and_update(
-        {"_id": order_id, "busy": None, **guard},
-        {"$set": changes, "$push": {"history": entry}}, return_document=AFTER)
-
 
 def _finish(ctx, order):
     """Apply what a busy order owes, then its marker removals, then clear busy.
@@ -163,6 +154,84 @@ def _finish(ctx, order):
     return ctx.db.orders.update_one(guard, {"$unset": {"busy": ""}}).matched_count == 1
 
 
+def _take(ctx, name, order_id, state, guard=None):
+    """Carry out the table's action ``name`` on an order in ``state``: one atomic
+    update moves it (recording the effects it owes), then the effects, then the
+    timers. The updated order, or None if the order was no longer in ``state``
+    (or ``guard`` no longer held): another request won."""
+    action = ACTIONS[name]
+    now = ctx.clock.now()
+    changes = {"state": action.enters, "updated_at": now, action.stamp: now, **action.record}
+    if action.sets:
+        changes[TIMERS[action.sets].deadline] = _deadline(ctx, action.sets, now)
+    todo = action.owes(state)
+    if todo:
+        changes["busy"] = {"step": "effects", "owner": _nonce(), "since": now, "todo": todo}
+    done = ctx.db.orders.find_one_and_update(
+        {"_id": order_id, "busy": None, "state": state, **(guard or {})},
+        {"$set": changes, "$push": {"history": {"state": action.enters, "at": now,
+                                                **action.event}}},
+        return_document=AFTER)
+    if done is None:
+        return None
+    _finish(ctx, done)
+    if action.clears:
+        _clear_timer(ctx, action.clears, order_id)
+    if action.sets:
+        _set_timer(ctx, action.sets, order_id, changes[TIMERS[action.sets].deadline])
+    return done
+
+
+def act(ctx, name, user_id, order_id):
+    """A buyer's or seller's action from the table (cancel, ship, receive...):
+    401 unless ``user_id`` is the party it belongs to, 520 if the order's state
+    forbids it, 503 while another step works on the order."""
+    order = _load(ctx, order_id)
+    _party(order, user_id, name)
+    if order["state"] not in ACTIONS[name].leaves or order.get("busy"):
+        _refuse(order, name)
+    if _take(ctx, name, order_id, order["state"]) is None:
+        _refuse(_load(ctx, order_id), name)
+
+
+def cancel_order(ctx, user_id, order_id):
+    """The buyer cancels an unpaid order (stock back) or a paid, unshipped one
+    (stock back and a refund)."""
+    act(ctx, "cancel", user_id, order_id)
+
+
+def ship(ctx, user_id, order_id):
+    """The seller ships a paid order; the receive window starts."""
+    act(ctx, "ship", user_id, order_id)
+
+
+def receive(ctx, user_id, order_id):
+    """The buyer confirms receipt; the seller is credited with the total."""
+    act(ctx, "receive", user_id, order_id)
+
+
+def fire(ctx, kind, order_id):
+    """A timer of ``kind`` fell due: take its action if the order is still in the
+    state it leaves and past the deadline. Idempotent; True only for the call that
+    changed the order."""
+    timer = TIMERS[kind]
+    action = ACTIONS[timer.fires]
+    guard = {timer.deadline: {"$lte": ctx.clock.now()}}
+    return any(_take(ctx, action.name, order_id, state, guard) is not None
+               for state in action.leaves)
+
+
+def expire_payment(ctx, order_id):
+    """Pay-deadline handler: cancel the order if it is still unpaid and overdue."""
+    return fire(ctx, "pay", order_id)
+
+
+def auto_receive(ctx, order_id):
+    """Receive-deadline handler: mark a still-shipped, overdue order received and
+    pay the seller."""
+    return fire(ctx, "receive", order_id)
+
+
 def _merge_lines(lines):
     counts = {}
     for book_id, count in lines:
@@ -170,10 +239,10 @@ def _merge_lines(lines):
     return list(counts.items())
 
 
-def new_order(ctx, user_id, token, store_id, lines):
-    """Reserve stock for every line or for none, and record an unpaid order.
-    ``lines`` is a list of (book_id, count) with count >= 1."""
-    users.authenticate(ctx, user_id, token)
+def new_order(ctx, user_id, store_id, lines):
+    """Reserve stock for every line or for none, and record an unpaid order
+    (action ``place``). ``lines`` is a list of (book_id, count) with count >= 1."""
+    place = ACTIONS["place"]
     store = ctx.db.stores.find_one({"_id": store_id}, {"owner_id": 1})
     if store is None:
         raise errors.NoSuchStore(store_id)
@@ -190,13 +259,14 @@ def new_order(ctx, user_id, token, store_id, lines):
     items = [{"book_id": b, "count": c, "price": found[b]["price"]} for b, c in lines]
     now = ctx.clock.now()
     owner = _nonce()
+    timer = TIMERS[place.sets]
     order = {
         "_id": uuid.uuid4().hex, "buyer_id": user_id, "store_id": store_id,
-        "seller_id": store["owner_id"], "state": "unpaid", "items": items,
+        "seller_id": store["owner_id"], "state": place.enters, "items": items,
         "total_price": sum(i["count"] * i["price"] for i in items),
-        "created_at": now, "updated_at": now,
-        "pay_deadline": now + timedelta(seconds=ctx.settings.pay_timeout_s),
-        "history": [{"state": "unpaid", "at": now}],
+        place.stamp: now, "updated_at": now,
+        timer.deadline: _deadline(ctx, place.sets, now),
+        "history": [{"state": place.enters, "at": now}],
         "busy": {"step": "reserve", "owner": owner, "since": now},
     }
     oid = order["_id"]
@@ -215,7 +285,7 @@ def new_order(ctx, user_id, token, store_id, lines):
     reserved = ctx.db.orders.find_one_and_update(
         {"_id": oid, "busy.owner": owner},
         {"$set": {"busy": {"step": "effects", "owner": owner, "since": now,
-                           "todo": ["~reserve"]}}},
+                           "todo": ["~" + e for e in place.owes(None)]}}},
         projection=_light(), return_document=AFTER)  # the lines are ours already
     if reserved is None:
         # Our lease ran out before the reservation was recorded: recovery has dropped
@@ -226,8 +296,8 @@ def new_order(ctx, user_id, token, store_id, lines):
     if not _finish(ctx, dict(reserved, items=items)):
         raise errors.Busy(oid)  # our lease ran out; recovery has taken the order over
     # a fresh order id: its timer cannot exist yet (an insert, not an upsert)
-    ctx.db.pending.insert_one({"_id": _pay_timer(oid), "order_id": oid, "kind": "pay",
-                               "due_at": order["pay_deadline"]})
+    ctx.db.pending.insert_one({"_id": timer.pending_id(oid), "order_id": oid,
+                               "kind": timer.kind, "due_at": order[timer.deadline]})
     return oid
 
 
@@ -242,25 +312,26 @@ def _short_line(ctx, store_id, items):
     return items[0]["book_id"]
 
 
-def payment(ctx, user_id, order_id, password):
-    """Move the order's total from the buyer into the order (escrow).
-    The claim's guard checks buyer, state and deadline at once; the order is read
-    only when the claim fails, to say why."""
-    users.check_password(ctx, user_id, password)
+def payment(ctx, user_id, order_id):
+    """Move the order's total from the buyer into the order (escrow; action ``pay``).
+    The caller has checked the buyer's password. The claim's guard checks buyer,
+    state and deadline at once; the order is read only when the claim fails, to
+    say why."""
+    pay = ACTIONS["pay"]
+    (leaves,) = pay.leaves
     now = ctx.clock.now()
     attempt = _nonce()
     claimed = ctx.db.orders.find_one_and_update(
-        {"_id": order_id, "buyer_id": user_id, "state": "unpaid", "busy": None,
-         "pay_deadline": {"$gt": now}},
+        {"_id": order_id, "buyer_id": user_id, "state": leaves, "busy": None,
+         TIMERS[pay.clears].deadline: {"$gt": now}},
         {"$set": {"busy": {"step": "pay", "owner": attempt, "attempt": attempt, "since": now}}},
         projection=_light(), return_document=AFTER)
     if claimed is None:
         current = _load(ctx, order_id)
-        if current["buyer_id"] != user_id:
-            raise errors.AuthorizationFailed()
-        if current["state"] == "unpaid" and not current.get("busy"):
-            if current["pay_deadline"] <= now:
-                expire_payment(ctx, order_id)
+        _party(current, user_id, "pay")
+        if current["state"] == leaves and not current.get("busy"):
+            if current[TIMERS[pay.clears].deadline] <= now:
+                fire(ctx, pay.clears, order_id)
             raise errors.OrderExpired(order_id)
         _refuse(current, "pay")
     debit = f"debit.{attempt}"
@@ -279,102 +350,22 @@ def payment(ctx, user_id, order_id, password):
         effects.undo(ctx.db, claimed, debit)
         raise errors.Busy(order_id)
     _finish(ctx, paid)
-    ctx.db.pending.delete_one({"_id": _pay_timer(order_id)})
+    _clear_timer(ctx, pay.clears, order_id)
 
 
 def _complete_payment(ctx, order, owner, attempt, now):
+    pay = ACTIONS["pay"]
     return ctx.db.orders.find_one_and_update(
         {"_id": order["_id"], "busy.owner": owner},
-        {"$set": {"state": "paid", "paid_at": now, "updated_at": now, "payment_attempt": attempt,
+        {"$set": {"state": pay.enters, pay.stamp: now, "updated_at": now,
+                  "payment_attempt": attempt,
                   "busy": {"step": "effects", "owner": owner, "since": now,
                            "todo": [f"~debit.{attempt}"]}},
-         "$push": {"history": {"state": "paid", "at": now}}},
+         "$push": {"history": {"state": pay.enters, "at": now}}},
         projection=_light(), return_document=AFTER)  # its debit marker needs no lines
 
 
-def cancel_order(ctx, user_id, token, order_id):
-    """The buyer cancels an unpaid order (stock back) or a paid, unshipped one
-    (stock back and a refund)."""
-    users.authenticate(ctx, user_id, token)
-    order = _load(ctx, order_id)
-    if order["buyer_id"] != user_id:
-        raise errors.AuthorizationFailed()
-    owed = {"unpaid": ["restore"], "paid": ["restore", "refund"]}.get(order["state"])
-    if owed is None or order.get("busy"):
-        _refuse(order, "cancel")
-    if not _cancel(ctx, order, "buyer", owed):
-        _refuse(_load(ctx, order_id), "cancel")
-
-
-def _cancel(ctx, order, reason, owed, guard=None):
-    now = ctx.clock.now()
-    done = _transition(ctx, order["_id"], {"state": order["state"], **(guard or {})}, "cancelled",
-                       now, {"cancelled_at": now, "cancel_reason": reason}, todo=owed,
-                       event={"reason": reason})
-    if done is None:
-        return False
-    _finish(ctx, done)
-    ctx.db.pending.delete_one({"_id": _pay_timer(order["_id"])})
-    return True
-
-
-def ship(ctx, user_id, token, order_id):
-    users.authenticate(ctx, user_id, token)
-    order = _load(ctx, order_id)
-    if order["seller_id"] != user_id:
-        raise errors.AuthorizationFailed()
-    if order["state"] != "paid" or order.get("busy"):
-        _refuse(order, "ship")
-    now = ctx.clock.now()
-    deadline = now + timedelta(seconds=ctx.settings.receive_timeout_s)
-    done = _transition(ctx, order_id, {"state": "paid"}, "shipped", now,
-                       {"shipped_at": now, "receive_deadline": deadline})
-    if done is None:
-        _refuse(_load(ctx, order_id), "ship")
-    ctx.db.pending.update_one(
-        {"_id": _receive_timer(order_id)},
-        {"$set": {"order_id": order_id, "kind": "receive", "due_at": deadline}}, upsert=True)
-
-
-def receive(ctx, user_id, token, order_id):
-    """The buyer confirms receipt; the seller is credited with the total."""
-    users.authenticate(ctx, user_id, token)
-    order = _load(ctx, order_id)
-    if order["buyer_id"] != user_id:
-        raise errors.AuthorizationFailed()
-    if order["state"] != "shipped" or order.get("busy"):
-        _refuse(order, "receive")
-    if not _receive(ctx, order_id, "buyer"):
-        _refuse(_load(ctx, order_id), "receive")
-
-
-def _receive(ctx, order_id, by, guard=None):
-    now = ctx.clock.now()
-    done = _transition(ctx, order_id, {"state": "shipped", **(guard or {})}, "received", now,
-                       {"received_at": now}, todo=["credit"], event={"by": by})
-    if done is None:
-        return False
-    _finish(ctx, done)
-    ctx.db.pending.delete_one({"_id": _receive_timer(order_id)})
-    return True
-
-
-# ---------------------------------------------------------------- timers and recovery
-
-def expire_payment(ctx, order_id):
-    """Pay-deadline handler: cancel the order if it is still unpaid and overdue.
-    Idempotent; True only for the call that cancelled it."""
-    now = ctx.clock.now()
-    return _cancel(ctx, {"_id": order_id, "state": "unpaid"}, "timeout", ["restore"],
-                   guard={"pay_deadline": {"$lte": now}})
-
-
-def auto_receive(ctx, order_id):
-    """Receive-deadline handler: mark a still-shipped, overdue order received and
-    pay the seller. Idempotent; True only for the call that received it."""
-    now = ctx.clock.now()
-    return _receive(ctx, order_id, "timeout", guard={"receive_deadline": {"$lte": now}})
-
+# ---------------------------------------------------------------- recovery
 
 def recover(ctx, order):
     """Finish or undo the step that a dead request left on ``order`` (see module doc).
@@ -399,7 +390,7 @@ def recover(ctx, order):
             paid = _complete_payment(ctx, claimed, owner, attempt, now)
             if paid is not None:
                 _finish(ctx, paid)
-                ctx.db.pending.delete_one({"_id": _pay_timer(order["_id"])})
+                _clear_timer(ctx, ACTIONS["pay"].clears, order["_id"])
             return "paid"
         ctx.db.orders.update_one({"_id": order["_id"], "busy.owner": owner},
                                  {"$unset": {"busy": ""}})

@@ -1,5 +1,7 @@
 """Accounts, sessions and balances.
 
+Sessions (tokens) are in ``be.model.sessions``; the functions here that act for
+a signed-in user take its id, already authenticated at the HTTP edge.
 A user document holds the password hash, the balance in cents and the running
 totals deposited/withdrawn (the audit checks money against them). ``epoch``
 goes up when the password changes or the account closes: every session records
@@ -7,20 +9,11 @@ the epoch it was issued under, so one atomic update on the user retires all of
 its tokens in every process, even if the session clean-up after it never runs.
 Closed accounts stay as tombstones: their money is kept, their id not reused.
 """
-import hashlib
-import secrets
-from datetime import timedelta
-
 from pymongo.errors import DuplicateKeyError
 
 from be import errors
 
 MAX_BALANCE = 10**15  # cents; keeps every sum far inside int64
-
-
-def _token_key(token):
-    # Only a digest of the token is stored, so a database dump holds no live token.
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def register(ctx, user_id, password):
@@ -54,43 +47,6 @@ def check_password(ctx, user_id, password):
     return user
 
 
-def login(ctx, user_id, password, terminal):
-    user = check_password(ctx, user_id, password)
-    token = secrets.token_urlsafe(32)
-    now = ctx.clock.now()
-    ctx.db.sessions.insert_one({
-        "_id": _token_key(token),
-        "user_id": user_id,
-        "terminal": terminal,
-        "epoch": user["epoch"],
-        "created_at": now,
-        "expires_at": now + timedelta(seconds=ctx.settings.token_lifetime_s),
-    })
-    return token
-
-
-def authenticate(ctx, user_id, token):
-    """The user that ``token`` was issued to, if it is ``user_id``: 511 when no such
-    user exists, 401 when the token is not a live session of that user."""
-    user = _user(ctx, user_id, {"password_hash": 0})
-    if user is None:
-        raise errors.NoSuchUser(user_id)
-    session = ctx.db.sessions.find_one({"_id": _token_key(token or "")}) if token else None
-    if (session is None or session["user_id"] != user_id
-            or session["epoch"] != user["epoch"]
-            or session["expires_at"] <= ctx.clock.now()):
-        raise errors.AuthorizationFailed()
-    return user
-
-
-def logout(ctx, user_id, token):
-    try:
-        authenticate(ctx, user_id, token)
-    except errors.NoSuchUser:
-        raise errors.AuthorizationFailed()
-    ctx.db.sessions.delete_one({"_id": _token_key(token), "user_id": user_id})
-
-
 def change_password(ctx, user_id, old_password, new_password):
     user = check_password(ctx, user_id, old_password)
     result = ctx.db.users.update_one(
@@ -112,9 +68,9 @@ def unregister(ctx, user_id, password):
     ctx.db.sessions.delete_many({"user_id": user_id})
 
 
-def add_funds(ctx, user_id, password, add_value):
-    """Deposit (positive) or withdraw (negative) cents; never below zero."""
-    check_password(ctx, user_id, password)
+def add_funds(ctx, user_id, add_value):
+    """Deposit (positive) or withdraw (negative) cents; never below zero. The caller
+    has checked the password."""
     if add_value >= 0:
         guard = {"_id": user_id, "balance": {"$lte": MAX_BALANCE - add_value}}
         change = {"balance": add_value, "deposited": add_value}
@@ -128,5 +84,10 @@ def add_funds(ctx, user_id, password, add_value):
         raise errors.FundsTooLow(user_id)
 
 
-def own_balance(ctx, user_id, token):
-    return authenticate(ctx, user_id, token)["balance"]
+def open_user(ctx, user_id, projection=None):
+    """The user's document if the account exists and is open, else None."""
+    return _user(ctx, user_id, projection)
+
+
+def own_balance(ctx, user_id):
+    return _user(ctx, user_id, {"balance": 1})["balance"]

@@ -6,7 +6,7 @@ import pytest
 from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
-from be.model import stores, users
+from be.model import sessions, stores, users
 
 
 @pytest.fixture
@@ -26,9 +26,9 @@ def make_user(ctx):
     def make(prefix="user", funds=0):
         user_id, password = new_id(prefix), "pw_" + prefix
         users.register(ctx, user_id, password)
-        token = users.login(ctx, user_id, password, "terminal")
+        token = sessions.login(ctx, user_id, password, "terminal")
         if funds:
-            users.add_funds(ctx, user_id, password, funds)
+            users.add_funds(ctx, user_id, funds)
         return user_id, password, token
     return make
 
@@ -38,7 +38,7 @@ def shop(ctx, make_user):
     """A seller with one store listing two books (price 1000 and 250, stock 10 and 5)."""
     seller, _, token = make_user("seller")
     store_id = new_id("store")
-    stores.create_store(ctx, seller, token, store_id)
-    stores.add_book(ctx, seller, token, store_id, {"id": "b1", "title": "三体", "price": 1000}, 10)
-    stores.add_book(ctx, seller, token, store_id, {"id": "b2", "title": "Dune", "price": 250}, 5)
+    stores.create_store(ctx, seller, store_id)
+    stores.add_book(ctx, seller, store_id, {"id": "b1", "title": "三体", "price": 1000}, 10)
+    stores.add_book(ctx, seller, store_id, {"id": "b2", "title": "Dune", "price": 250}, 5)
     return {"seller": seller, "token": token, "store_id": store_id}

@@ -22,7 +22,7 @@ from be.audit import audit, summary
 from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
-from be.model import orders, stores, users
+from be.model import orders, sessions, stores, users
 from be.tests.support.faults import (Crash, count_writes, crash_at, crash_points, faulty,
                                      sibling, snapshot)
 from be.watcher import sweep
@@ -46,30 +46,30 @@ def world(ctx):
     w = {}
     for name, funds in (("seller", 0), ("buyer", FUNDS), ("poor", 100), ("thief", FUNDS)):
         users.register(ctx, name, PASSWORD)
-        w[name] = users.login(ctx, name, PASSWORD, "t")
+        w[name] = sessions.login(ctx, name, PASSWORD, "t")
         if funds:
-            users.add_funds(ctx, name, PASSWORD, funds)
-    stores.create_store(ctx, "seller", w["seller"], "s1")
-    stores.add_book(ctx, "seller", w["seller"], "s1", {"id": "b1", "title": "One", "price": 1000},
+            users.add_funds(ctx, name, funds)
+    stores.create_store(ctx, "seller", "s1")
+    stores.add_book(ctx, "seller", "s1", {"id": "b1", "title": "One", "price": 1000},
                     STOCK["b1"])
-    stores.add_book(ctx, "seller", w["seller"], "s1", {"id": "b2", "title": "Two", "price": 250},
+    stores.add_book(ctx, "seller", "s1", {"id": "b2", "title": "Two", "price": 250},
                     STOCK["b2"])
     return w
 
 
 def place(ctx, w, buyer="buyer"):
-    return orders.new_order(ctx, buyer, w[buyer], "s1", LINES)
+    return orders.new_order(ctx, buyer, "s1", LINES)
 
 
 def to_paid(ctx, w):
     oid = place(ctx, w)
-    orders.payment(ctx, "buyer", oid, PASSWORD)
+    orders.payment(ctx, "buyer", oid)
     return oid
 
 
 def to_shipped(ctx, w):
     oid = to_paid(ctx, w)
-    orders.ship(ctx, "seller", w["seller"], oid)
+    orders.ship(ctx, "seller", oid)
     return oid
 
 
@@ -102,7 +102,7 @@ def _steal_stock_during(ctx, w):
     def observer(coll, method, args, kwargs):
         if not fired and coll == "orders" and method == "insert_one":
             fired.append(True)
-            orders.new_order(other, "thief", w["thief"], "s1", [("b2", STOCK["b2"])])
+            orders.new_order(other, "thief", "s1", [("b2", STOCK["b2"])])
 
     engine.observer = observer
 
@@ -168,7 +168,7 @@ def _check_unregistered(ctx, w, oid):
     assert u["closed_at"] is not None and "password_hash" not in u
     assert u["balance"] == FUNDS - TOTAL  # a tombstone keeps its money
     with pytest.raises((errors.NoSuchUser, errors.AuthorizationFailed)):
-        users.authenticate(ctx, "buyer", w["buyer"])
+        sessions.authenticate(ctx, "buyer", w["buyer"])
 
 
 def _expire_prepare(ctx, w):
@@ -200,40 +200,40 @@ SCENARIOS = {
         check=_check_race, op_errors=(errors.StockTooLow,)),
     "payment": dict(
         prepare=place,
-        op=lambda ctx, w, oid: orders.payment(ctx, "buyer", oid, PASSWORD),
-        retry=lambda ctx, w, oid: orders.payment(ctx, "buyer", oid, PASSWORD),
+        op=lambda ctx, w, oid: orders.payment(ctx, "buyer", oid),
+        retry=lambda ctx, w, oid: orders.payment(ctx, "buyer", oid),
         retry_errors=(errors.BadOrderState,), check=_check_paid),
     "payment_overdue": dict(  # payment itself cancels an overdue order (521)
         prepare=_expire_prepare,
-        op=lambda ctx, w, oid: orders.payment(ctx, "buyer", oid, PASSWORD),
-        retry=lambda ctx, w, oid: orders.payment(ctx, "buyer", oid, PASSWORD),
+        op=lambda ctx, w, oid: orders.payment(ctx, "buyer", oid),
+        retry=lambda ctx, w, oid: orders.payment(ctx, "buyer", oid),
         retry_errors=(errors.OrderExpired,), check=_check_cancelled("timeout", False),
         op_errors=(errors.OrderExpired,)),
     "payment_funds_too_low": dict(
         prepare=lambda ctx, w: place(ctx, w, "poor"),
-        op=lambda ctx, w, oid: orders.payment(ctx, "poor", oid, PASSWORD),
-        retry=lambda ctx, w, oid: orders.payment(ctx, "poor", oid, PASSWORD),
+        op=lambda ctx, w, oid: orders.payment(ctx, "poor", oid),
+        retry=lambda ctx, w, oid: orders.payment(ctx, "poor", oid),
         retry_errors=(errors.FundsTooLow,), check=_check_unpaid_poor,
         op_errors=(errors.FundsTooLow,)),
     "cancel_unpaid": dict(
         prepare=place,
-        op=lambda ctx, w, oid: orders.cancel_order(ctx, "buyer", w["buyer"], oid),
-        retry=lambda ctx, w, oid: orders.cancel_order(ctx, "buyer", w["buyer"], oid),
+        op=lambda ctx, w, oid: orders.cancel_order(ctx, "buyer", oid),
+        retry=lambda ctx, w, oid: orders.cancel_order(ctx, "buyer", oid),
         retry_errors=(errors.BadOrderState,), check=_check_cancelled("buyer", False)),
     "cancel_paid": dict(
         prepare=to_paid,
-        op=lambda ctx, w, oid: orders.cancel_order(ctx, "buyer", w["buyer"], oid),
-        retry=lambda ctx, w, oid: orders.cancel_order(ctx, "buyer", w["buyer"], oid),
+        op=lambda ctx, w, oid: orders.cancel_order(ctx, "buyer", oid),
+        retry=lambda ctx, w, oid: orders.cancel_order(ctx, "buyer", oid),
         retry_errors=(errors.BadOrderState,), check=_check_cancelled("buyer", True)),
     "ship": dict(
         prepare=to_paid,
-        op=lambda ctx, w, oid: orders.ship(ctx, "seller", w["seller"], oid),
-        retry=lambda ctx, w, oid: orders.ship(ctx, "seller", w["seller"], oid),
+        op=lambda ctx, w, oid: orders.ship(ctx, "seller", oid),
+        retry=lambda ctx, w, oid: orders.ship(ctx, "seller", oid),
         retry_errors=(errors.BadOrderState,), check=_check_shipped),
     "receive": dict(
         prepare=to_shipped,
-        op=lambda ctx, w, oid: orders.receive(ctx, "buyer", w["buyer"], oid),
-        retry=lambda ctx, w, oid: orders.receive(ctx, "buyer", w["buyer"], oid),
+        op=lambda ctx, w, oid: orders.receive(ctx, "buyer", oid),
+        retry=lambda ctx, w, oid: orders.receive(ctx, "buyer", oid),
         retry_errors=(errors.BadOrderState,), check=_check_received("buyer")),
     "expire_payment": dict(  # the watcher sees the event again / the sweep finds it
         prepare=_expire_prepare,
@@ -249,11 +249,11 @@ SCENARIOS = {
     # balance instead of sending it again: no retry here.
     "add_funds": dict(
         prepare=lambda ctx, w: None,
-        op=lambda ctx, w, oid: users.add_funds(ctx, "buyer", PASSWORD, 500),
+        op=lambda ctx, w, oid: users.add_funds(ctx, "buyer", 500),
         retry=None, retry_errors=(), check=_check_funds(500)),
     "withdraw": dict(
         prepare=lambda ctx, w: None,
-        op=lambda ctx, w, oid: users.add_funds(ctx, "buyer", PASSWORD, -500),
+        op=lambda ctx, w, oid: users.add_funds(ctx, "buyer", -500),
         retry=None, retry_errors=(), check=_check_funds(-500)),
     "unregister": dict(
         prepare=_unregister_prepare,
@@ -424,9 +424,9 @@ def busy_world():
     w = world(ctx)
     ids = {"unpaid": place(ctx, w), "paid": to_paid(ctx, w), "shipped": to_shipped(ctx, w)}
     ids["received"] = to_shipped(ctx, w)
-    orders.receive(ctx, "buyer", w["buyer"], ids["received"])
+    orders.receive(ctx, "buyer", ids["received"])
     ids["cancelled"] = to_paid(ctx, w)
-    orders.cancel_order(ctx, "buyer", w["buyer"], ids["cancelled"])
+    orders.cancel_order(ctx, "buyer", ids["cancelled"])
     assert_clean(ctx)
     return ctx, w, ids
 
@@ -500,13 +500,13 @@ def test_audit_counts_in_flight_steps_as_held(busy_world):
     whose credit is owed, a payment whose debit is applied."""
     ctx, w, ids = busy_world
     # cancel the paid order, dying right after the state change (refund owed)
-    assert crash_at(ctx, lambda: orders.cancel_order(ctx, "buyer", w["buyer"], ids["paid"]),
+    assert crash_at(ctx, lambda: orders.cancel_order(ctx, "buyer", ids["paid"]),
                     2, "before")[0] == "crashed"
     # receive the shipped order, dying after the credit landed (its marker is there)
-    assert crash_at(ctx, lambda: orders.receive(ctx, "buyer", w["buyer"], ids["shipped"]),
+    assert crash_at(ctx, lambda: orders.receive(ctx, "buyer", ids["shipped"]),
                     2, "after")[0] == "crashed"
     # pay the unpaid order, dying after the debit
-    assert crash_at(ctx, lambda: orders.payment(ctx, "buyer", ids["unpaid"], PASSWORD),
+    assert crash_at(ctx, lambda: orders.payment(ctx, "buyer", ids["unpaid"]),
                     2, "after")[0] == "crashed"
     assert_clean(ctx, settled=False)
     assert {"busy"} == kinds(ctx, settled=True)
@@ -549,7 +549,7 @@ def test_fault_wrapper_modes():
     ctx, w, oid = setup_scenario("cancel_paid")
     writes = WRITES["cancel_paid"]
     bulk = next(n for n, _, m, size in writes if m == "bulk_write" and size == 2)
-    assert crash_at(ctx, lambda: orders.cancel_order(ctx, "buyer", w["buyer"], oid),
+    assert crash_at(ctx, lambda: orders.cancel_order(ctx, "buyer", oid),
                     bulk, "first")[0] == "crashed"
     marked = [d["book_id"] for d in ctx.db.listings.find({"ops": f"{oid}:restore"})]
     assert marked == ["b1"]  # only the first of the two listings got its stock back

@@ -15,7 +15,7 @@ import pytest
 
 from be import embedded, errors
 from be.db import INDEXES
-from be.model import orders, stores, users
+from be.model import orders, sessions, stores, users
 from be.tests.conftest import new_id
 from be.tests.support import querycheck
 from be.tests.support.querycheck import Recorder, check
@@ -131,11 +131,12 @@ def test_recorder_keeps_application_queries_only(ctx, make_user):
     try:
         uid, _, token = make_user()                       # application code
         ctx.db.orders.find({"total_price": {"$gt": 0}})   # the test's own query
-        users.authenticate(ctx, uid, token)
+        sessions.authenticate(ctx, uid, token)
     finally:
         embedded.OBSERVERS.remove(rec)
     sites = {s for sites in rec.shapes.values() for s in sites}
-    assert sites and all(s.startswith("be/model/users.py:") for s in sites)
+    assert sites and all(s.startswith(("be/model/users.py:", "be/model/sessions.py:"))
+                         for s in sites)
     assert not rec.uncovered()
     # and an unserved one is reported with where it comes from
     rec.shapes[querycheck.Shape("orders", "find", (("total_price", ("range",)),), ())] = {"x.py:1"}
@@ -151,58 +152,58 @@ def _workload(ctx, make_user):
     seller, _, stoken = make_user("seller")
     buyer, bpw, btoken = make_user("buyer", funds=10**7)
     store = new_id("store")
-    stores.create_store(ctx, seller, stoken, store)
+    stores.create_store(ctx, seller, store)
     for i in range(3):
         info = {"id": f"wb{i}", "title": f"三体 Dune {i}", "author": "刘慈欣", "price": 100 + i,
                 "tags": ["科幻"], "book_intro": "a long introduction " * 5}
         if i == 0:
             info["pictures"] = ["iVBORw0KGgo="]
-        stores.add_book(ctx, seller, stoken, store, info, 50)
+        stores.add_book(ctx, seller, store, info, 50)
     with pytest.raises(errors.BookExists):
-        stores.add_book(ctx, seller, stoken, store, {"id": "wb0", "title": "x"}, 1)
-    stores.add_stock_level(ctx, seller, stoken, store, "wb1", 5)
+        stores.add_book(ctx, seller, store, {"id": "wb0", "title": "x"}, 1)
+    stores.add_stock_level(ctx, seller, store, "wb1", 5)
     with pytest.raises(errors.NoSuchBook):
-        stores.add_stock_level(ctx, seller, stoken, store, "nope", 5)
-    stores.store_books(ctx, seller, stoken, store, 1, 10)
+        stores.add_stock_level(ctx, seller, store, "nope", 5)
+    stores.store_books(ctx, seller, store, 1, 10)
 
     lines = [("wb0", 1), ("wb1", 2)]
-    paid = orders.new_order(ctx, buyer, btoken, store, lines)
-    orders.payment(ctx, buyer, paid, bpw)
-    orders.ship(ctx, seller, stoken, paid)
-    orders.receive(ctx, buyer, btoken, paid)
-    cancelled = orders.new_order(ctx, buyer, btoken, store, lines)
-    orders.cancel_order(ctx, buyer, btoken, cancelled)
-    refunded = orders.new_order(ctx, buyer, btoken, store, lines)
-    orders.payment(ctx, buyer, refunded, bpw)
-    orders.cancel_order(ctx, buyer, btoken, refunded)
+    paid = orders.new_order(ctx, buyer, store, lines)
+    orders.payment(ctx, buyer, paid)
+    orders.ship(ctx, seller, paid)
+    orders.receive(ctx, buyer, paid)
+    cancelled = orders.new_order(ctx, buyer, store, lines)
+    orders.cancel_order(ctx, buyer, cancelled)
+    refunded = orders.new_order(ctx, buyer, store, lines)
+    orders.payment(ctx, buyer, refunded)
+    orders.cancel_order(ctx, buyer, refunded)
     with pytest.raises(errors.StockTooLow):
-        orders.new_order(ctx, buyer, btoken, store, [("wb2", 10**6)])
-    orders.get_order(ctx, buyer, btoken, paid)
+        orders.new_order(ctx, buyer, store, [("wb2", 10**6)])
+    orders.get_order(ctx, buyer, paid)
     for state in (None, "paid"):
-        orders.buyer_orders(ctx, buyer, btoken, state, 1, 10)
-        orders.seller_orders(ctx, seller, stoken, None, state, 1, 10)
-        orders.seller_orders(ctx, seller, stoken, store, state, 1, 10)
+        orders.buyer_orders(ctx, buyer, state, 1, 10)
+        orders.seller_orders(ctx, seller, None, state, 1, 10)
+        orders.seller_orders(ctx, seller, store, state, 1, 10)
 
     # payment itself refuses (and cancels) an order past its deadline
-    overdue = orders.new_order(ctx, buyer, btoken, store, lines)
+    overdue = orders.new_order(ctx, buyer, store, lines)
     ctx.clock.advance(ctx.settings.pay_timeout_s + 1)
     with pytest.raises(errors.OrderExpired):
-        orders.payment(ctx, buyer, overdue, bpw)
-    btoken = users.login(ctx, buyer, bpw, "t")
-    stoken = users.login(ctx, seller, "pw_seller", "t")
+        orders.payment(ctx, buyer, overdue)
+    sessions.login(ctx, buyer, bpw, "t")
+    sessions.login(ctx, seller, "pw_seller", "t")
 
     # timeouts: an overdue unpaid order, an overdue shipped one, through handlers and sweep
-    late = orders.new_order(ctx, buyer, btoken, store, lines)
-    shipped = orders.new_order(ctx, buyer, btoken, store, lines)
-    orders.payment(ctx, buyer, shipped, bpw)
-    orders.ship(ctx, seller, stoken, shipped)
+    late = orders.new_order(ctx, buyer, store, lines)
+    shipped = orders.new_order(ctx, buyer, store, lines)
+    orders.payment(ctx, buyer, shipped)
+    orders.ship(ctx, seller, shipped)
     # steps a dead request left half done, for recovery
-    crash_at(ctx, lambda: orders.new_order(ctx, buyer, btoken, store, lines), 2)
+    crash_at(ctx, lambda: orders.new_order(ctx, buyer, store, lines), 2)
     for at in (2, 3):
-        oid = orders.new_order(ctx, buyer, btoken, store, lines)
-        crash_at(ctx, lambda: orders.payment(ctx, buyer, oid, bpw), at)
-    oid = orders.new_order(ctx, buyer, btoken, store, lines)
-    crash_at(ctx, lambda: orders.cancel_order(ctx, buyer, btoken, oid), 2)
+        oid = orders.new_order(ctx, buyer, store, lines)
+        crash_at(ctx, lambda: orders.payment(ctx, buyer, oid), at)
+    oid = orders.new_order(ctx, buyer, store, lines)
+    crash_at(ctx, lambda: orders.cancel_order(ctx, buyer, oid), 2)
     ctx.clock.advance(ctx.settings.receive_timeout_s + 1)
     orders.expire_payment(ctx, late)
     orders.auto_receive(ctx, shipped)
@@ -215,7 +216,7 @@ def _workload(ctx, make_user):
     else:
         for order in ctx.db.orders.find({"busy": {"$ne": None}}):
             orders.recover(ctx, order)
-    btoken = users.login(ctx, buyer, bpw, "t")
+    sessions.login(ctx, buyer, bpw, "t")
 
     try:
         from be.model import search
@@ -229,10 +230,10 @@ def _workload(ctx, make_user):
         search.get_picture(ctx, "wb0", 0)
 
     users.change_password(ctx, buyer, bpw, "new-pw")
-    token = users.login(ctx, buyer, "new-pw", "t")
-    users.own_balance(ctx, buyer, token)
-    users.add_funds(ctx, buyer, "new-pw", -1)
-    users.logout(ctx, buyer, token)
+    token = sessions.login(ctx, buyer, "new-pw", "t")
+    users.own_balance(ctx, buyer)
+    users.add_funds(ctx, buyer, -1)
+    sessions.logout(ctx, buyer, token)
     users.unregister(ctx, buyer, "new-pw")
 
 

@@ -10,7 +10,7 @@ import pytest
 from be import errors
 from be.clock import iso
 from be.db import INDEXES, listing_id
-from be.model import orders, stores, users
+from be.model import lifecycle, orders, sessions, stores, users
 from be.tests.conftest import new_id
 
 PRICE = {"b1": 1000, "b2": 250}  # the shop fixture's books (stock 10 and 5)
@@ -79,11 +79,11 @@ def other(make_user):
 
 
 def place(ctx, buyer, shop, lines=(("b1", 2), ("b2", 1))):
-    return orders.new_order(ctx, buyer["id"], buyer["token"], shop["store_id"], list(lines))
+    return orders.new_order(ctx, buyer["id"], shop["store_id"], list(lines))
 
 
 def pay(ctx, buyer, order_id):
-    orders.payment(ctx, buyer["id"], order_id, buyer["pw"])
+    orders.payment(ctx, buyer["id"], order_id)
 
 
 def snapshot(ctx, buyer, shop, order_id):
@@ -163,18 +163,19 @@ def test_stock_lost_to_a_racing_order_undoes_the_lines_already_taken(ctx, buyer,
 def test_new_order_errors_take_nothing(ctx, buyer, shop, make_user):
     sid = shop["store_id"]
     with pytest.raises(errors.NoSuchBook) as exc:
-        orders.new_order(ctx, buyer["id"], buyer["token"], sid, [("b1", 1), ("b9", 1)])
+        orders.new_order(ctx, buyer["id"], sid, [("b1", 1), ("b9", 1)])
     assert exc.value.code == 515
     with pytest.raises(errors.NoSuchStore) as exc:
-        orders.new_order(ctx, buyer["id"], buyer["token"], new_id("nostore"), [("b1", 1)])
+        orders.new_order(ctx, buyer["id"], new_id("nostore"), [("b1", 1)])
     assert exc.value.code == 513
+    # the edge's checks, made before new_order is called
     with pytest.raises(errors.NoSuchUser) as exc:
-        orders.new_order(ctx, new_id("ghost"), buyer["token"], sid, [("b1", 1)])
+        sessions.authenticate(ctx, new_id("ghost"), buyer["token"])
     assert exc.value.code == 511
     with pytest.raises(errors.AuthorizationFailed):
-        orders.new_order(ctx, buyer["id"], "bogus", sid, [("b1", 1)])
+        sessions.authenticate(ctx, buyer["id"], "bogus")
     with pytest.raises(errors.AuthorizationFailed):  # the seller's token
-        orders.new_order(ctx, buyer["id"], shop["token"], sid, [("b1", 1)])
+        sessions.authenticate(ctx, buyer["id"], shop["token"])
     assert stocks(ctx, shop) == {"b1": 10, "b2": 5}
     assert ctx.db.orders.count_documents({}) == 0
     assert_clean(ctx)
@@ -207,7 +208,7 @@ def test_payment_with_too_little_money_is_519_and_order_stays_payable(ctx, make_
     assert doc["state"] == "unpaid" and doc.get("busy") is None
     assert balance(ctx, uid) == 2249
     assert_clean(ctx)
-    users.add_funds(ctx, uid, pw, 1)
+    users.add_funds(ctx, uid, 1)
     pay(ctx, poor, oid)
     assert balance(ctx, uid) == 0 and order_doc(ctx, oid)["state"] == "paid"
     assert_clean(ctx)
@@ -219,12 +220,14 @@ def test_payment_errors_change_nothing(ctx, buyer, other, shop):
     with pytest.raises(errors.NoSuchOrder) as exc:
         pay(ctx, buyer, new_id("noorder"))
     assert exc.value.code == 518
-    with pytest.raises(errors.AuthorizationFailed):  # wrong password
-        orders.payment(ctx, buyer["id"], oid, buyer["pw"] + "x")
+    with pytest.raises(errors.AuthorizationFailed):  # wrong password (checked at the edge)
+        users.check_password(ctx, buyer["id"], buyer["pw"] + "x")
     with pytest.raises(errors.AuthorizationFailed):  # not the order's buyer
         pay(ctx, other, oid)
-    with pytest.raises(errors.AuthorizationFailed):  # unknown user
-        orders.payment(ctx, new_id("ghost"), oid, buyer["pw"])
+    with pytest.raises(errors.AuthorizationFailed):  # unknown user (at the edge)
+        users.check_password(ctx, new_id("ghost"), buyer["pw"])
+    with pytest.raises(errors.AuthorizationFailed):  # unknown user (the model alone)
+        orders.payment(ctx, new_id("ghost"), oid)
     assert snapshot(ctx, buyer, shop, oid) == before
     assert balance(ctx, other["id"]) == 100_000
 
@@ -310,7 +313,7 @@ def test_expire_payment_leaves_a_paid_order_alone(ctx, buyer, shop):
 def test_cancel_unpaid_gives_stock_back(ctx, buyer, shop):
     oid = place(ctx, buyer, shop)
     ctx.clock.advance(3)
-    orders.cancel_order(ctx, buyer["id"], buyer["token"], oid)
+    orders.cancel_order(ctx, buyer["id"], oid)
     doc = order_doc(ctx, oid)
     assert doc["state"] == "cancelled" and doc["cancel_reason"] == "buyer"
     assert doc["cancelled_at"] == ctx.clock.now()
@@ -326,7 +329,7 @@ def test_cancel_paid_refunds_exactly_and_gives_stock_back(ctx, buyer, shop):
     oid = place(ctx, buyer, shop)
     pay(ctx, buyer, oid)
     assert balance(ctx, buyer["id"]) == 100_000 - 2250
-    orders.cancel_order(ctx, buyer["id"], buyer["token"], oid)
+    orders.cancel_order(ctx, buyer["id"], oid)
     doc = order_doc(ctx, oid)
     assert doc["state"] == "cancelled" and doc["cancel_reason"] == "buyer"
     assert [h["state"] for h in doc["history"]] == ["unpaid", "paid", "cancelled"]
@@ -340,13 +343,13 @@ def test_cancel_errors_change_nothing(ctx, buyer, other, shop):
     oid = place(ctx, buyer, shop)
     before = snapshot(ctx, buyer, shop, oid)
     with pytest.raises(errors.AuthorizationFailed):
-        orders.cancel_order(ctx, other["id"], other["token"], oid)
+        orders.cancel_order(ctx, other["id"], oid)
     with pytest.raises(errors.AuthorizationFailed):  # the seller may not cancel
-        orders.cancel_order(ctx, shop["seller"], shop["token"], oid)
-    with pytest.raises(errors.AuthorizationFailed):
-        orders.cancel_order(ctx, buyer["id"], "bogus", oid)
+        orders.cancel_order(ctx, shop["seller"], oid)
+    with pytest.raises(errors.AuthorizationFailed):  # a bogus token, at the edge
+        sessions.authenticate(ctx, buyer["id"], "bogus")
     with pytest.raises(errors.NoSuchOrder):
-        orders.cancel_order(ctx, buyer["id"], buyer["token"], new_id("noorder"))
+        orders.cancel_order(ctx, buyer["id"], new_id("noorder"))
     assert snapshot(ctx, buyer, shop, oid) == before
 
 
@@ -360,7 +363,7 @@ def test_ship_and_receive_credit_the_seller_exactly_the_total(ctx, buyer, shop):
     pay(ctx, buyer, oid)
     t1 = ctx.clock.now()
     ctx.clock.advance(60)
-    orders.ship(ctx, shop["seller"], shop["token"], oid)
+    orders.ship(ctx, shop["seller"], oid)
     t2 = ctx.clock.now()
     doc = order_doc(ctx, oid)
     assert doc["state"] == "shipped" and doc["shipped_at"] == t2
@@ -368,7 +371,7 @@ def test_ship_and_receive_credit_the_seller_exactly_the_total(ctx, buyer, shop):
     assert timers(ctx, oid) == {f"receive:{oid}"}
     assert balance(ctx, shop["seller"]) == 0
     ctx.clock.advance(600)
-    orders.receive(ctx, buyer["id"], buyer["token"], oid)
+    orders.receive(ctx, buyer["id"], oid)
     t3 = ctx.clock.now()
     doc = order_doc(ctx, oid)
     assert doc["state"] == "received" and doc["received_at"] == t3
@@ -385,7 +388,7 @@ def test_ship_and_receive_credit_the_seller_exactly_the_total(ctx, buyer, shop):
 def test_auto_receive_pays_the_seller_once_after_the_deadline(ctx, buyer, shop):
     oid = place(ctx, buyer, shop)
     pay(ctx, buyer, oid)
-    orders.ship(ctx, shop["seller"], shop["token"], oid)
+    orders.ship(ctx, shop["seller"], oid)
     assert orders.auto_receive(ctx, oid) is False
     assert order_doc(ctx, oid)["state"] == "shipped"
     ctx.clock.advance(ctx.settings.receive_timeout_s)
@@ -402,26 +405,26 @@ def test_ship_and_receive_by_the_wrong_user_are_401(ctx, buyer, other, shop, mak
     pay(ctx, buyer, oid)
     before = snapshot(ctx, buyer, shop, oid)
     rival, _, rival_token = make_user("rival_seller")
-    stores.create_store(ctx, rival, rival_token, new_id("store"))
-    for uid, token in ((buyer["id"], buyer["token"]), (rival, rival_token),
-                       (shop["seller"], "bogus")):
+    stores.create_store(ctx, rival, new_id("store"))
+    for uid in (buyer["id"], rival):
         with pytest.raises(errors.AuthorizationFailed):
-            orders.ship(ctx, uid, token, oid)
+            orders.ship(ctx, uid, oid)
+    with pytest.raises(errors.AuthorizationFailed):  # a bogus token, at the edge
+        sessions.authenticate(ctx, shop["seller"], "bogus")
     assert snapshot(ctx, buyer, shop, oid) == before
-    orders.ship(ctx, shop["seller"], shop["token"], oid)
+    orders.ship(ctx, shop["seller"], oid)
     before = snapshot(ctx, buyer, shop, oid)
-    for uid, token in ((shop["seller"], shop["token"]), (other["id"], other["token"]),
-                       (buyer["id"], "bogus")):
+    for uid in (shop["seller"], other["id"]):
         with pytest.raises(errors.AuthorizationFailed):
-            orders.receive(ctx, uid, token, oid)
+            orders.receive(ctx, uid, oid)
     assert snapshot(ctx, buyer, shop, oid) == before
 
 
 def test_ship_and_receive_unknown_order_is_518(ctx, buyer, shop):
     with pytest.raises(errors.NoSuchOrder):
-        orders.ship(ctx, shop["seller"], shop["token"], new_id("noorder"))
+        orders.ship(ctx, shop["seller"], new_id("noorder"))
     with pytest.raises(errors.NoSuchOrder):
-        orders.receive(ctx, buyer["id"], buyer["token"], new_id("noorder"))
+        orders.receive(ctx, buyer["id"], new_id("noorder"))
 
 
 # ---------------------------------------------------------------- forbidden transitions
@@ -429,13 +432,13 @@ def test_ship_and_receive_unknown_order_is_518(ctx, buyer, shop):
 def _to_state(ctx, buyer, shop, state):
     oid = place(ctx, buyer, shop)
     if state == "cancelled":
-        orders.cancel_order(ctx, buyer["id"], buyer["token"], oid)
+        orders.cancel_order(ctx, buyer["id"], oid)
     if state in ("paid", "shipped", "received"):
         pay(ctx, buyer, oid)
     if state in ("shipped", "received"):
-        orders.ship(ctx, shop["seller"], shop["token"], oid)
+        orders.ship(ctx, shop["seller"], oid)
     if state == "received":
-        orders.receive(ctx, buyer["id"], buyer["token"], oid)
+        orders.receive(ctx, buyer["id"], oid)
     assert order_doc(ctx, oid)["state"] == state
     return oid
 
@@ -457,9 +460,9 @@ def test_forbidden_transition_is_520_and_changes_nothing(ctx, buyer, shop, state
     pending_before = timers(ctx, oid)
     call = {
         "pay": lambda: pay(ctx, buyer, oid),
-        "ship": lambda: orders.ship(ctx, shop["seller"], shop["token"], oid),
-        "receive": lambda: orders.receive(ctx, buyer["id"], buyer["token"], oid),
-        "cancel": lambda: orders.cancel_order(ctx, buyer["id"], buyer["token"], oid),
+        "ship": lambda: orders.ship(ctx, shop["seller"], oid),
+        "receive": lambda: orders.receive(ctx, buyer["id"], oid),
+        "cancel": lambda: orders.cancel_order(ctx, buyer["id"], oid),
     }[action]
     with pytest.raises(errors.BadOrderState) as exc:
         call()
@@ -477,7 +480,7 @@ def test_get_order_for_buyer_and_seller_in_public_shape(ctx, buyer, shop):
     ctx.clock.advance(2)
     pay(ctx, buyer, oid)
     for uid, token in ((buyer["id"], buyer["token"]), (shop["seller"], shop["token"])):
-        got = orders.get_order(ctx, uid, token, oid)
+        got = orders.get_order(ctx, uid, oid)
         assert set(got) == {
             "order_id", "buyer_id", "store_id", "state", "items", "total_price", "created_at",
             "pay_deadline", "paid_at", "shipped_at", "receive_deadline", "received_at",
@@ -498,11 +501,11 @@ def test_get_order_for_buyer_and_seller_in_public_shape(ctx, buyer, shop):
 def test_get_order_for_anyone_else_is_401_unknown_is_518(ctx, buyer, other, shop):
     oid = place(ctx, buyer, shop)
     with pytest.raises(errors.AuthorizationFailed):
-        orders.get_order(ctx, other["id"], other["token"], oid)
-    with pytest.raises(errors.AuthorizationFailed):
-        orders.get_order(ctx, buyer["id"], other["token"], oid)
+        orders.get_order(ctx, other["id"], oid)
+    with pytest.raises(errors.AuthorizationFailed):  # another's token, at the edge
+        sessions.authenticate(ctx, buyer["id"], other["token"])
     with pytest.raises(errors.NoSuchOrder):
-        orders.get_order(ctx, buyer["id"], buyer["token"], new_id("noorder"))
+        orders.get_order(ctx, buyer["id"], new_id("noorder"))
 
 
 # ---------------------------------------------------------------- lists
@@ -518,80 +521,90 @@ def history(ctx, buyer, shop):
 
 
 def test_buyer_orders_newest_first_with_state_filter(ctx, buyer, shop, history):
-    rows, total = orders.buyer_orders(ctx, buyer["id"], buyer["token"], None, 1, 20)
+    rows, total = orders.buyer_orders(ctx, buyer["id"], None, 1, 20)
     assert total == 5 and [r["order_id"] for r in rows] == history[::-1]
     assert rows[0]["state"] == "unpaid" and rows[1]["state"] == "cancelled"
-    rows, total = orders.buyer_orders(ctx, buyer["id"], buyer["token"], "unpaid", 1, 20)
+    rows, total = orders.buyer_orders(ctx, buyer["id"], "unpaid", 1, 20)
     assert total == 2 and [r["order_id"] for r in rows] == [history[4], history[0]]
-    rows, total = orders.buyer_orders(ctx, buyer["id"], buyer["token"], "received", 1, 20)
+    rows, total = orders.buyer_orders(ctx, buyer["id"], "received", 1, 20)
     assert (rows, total) == ([], 0)
 
 
 def test_buyer_orders_paging_and_page_past_end(ctx, buyer, shop, history):
     newest = history[::-1]
-    pages = [orders.buyer_orders(ctx, buyer["id"], buyer["token"], None, p, 2) for p in (1, 2, 3)]
+    pages = [orders.buyer_orders(ctx, buyer["id"], None, p, 2) for p in (1, 2, 3)]
     assert [[r["order_id"] for r in rows] for rows, _ in pages] == [
         newest[0:2], newest[2:4], newest[4:5]]
     assert all(total == 5 for _, total in pages)
-    rows, total = orders.buyer_orders(ctx, buyer["id"], buyer["token"], None, 4, 2)
+    rows, total = orders.buyer_orders(ctx, buyer["id"], None, 4, 2)
     assert (rows, total) == ([], 5)
 
 
 def test_orders_created_in_the_same_millisecond_have_a_stable_order(ctx, buyer, shop):
     made = [place(ctx, buyer, shop, [("b2", 1)]) for _ in range(3)]
-    rows, _ = orders.buyer_orders(ctx, buyer["id"], buyer["token"], None, 1, 20)
+    rows, _ = orders.buyer_orders(ctx, buyer["id"], None, 1, 20)
     assert [r["order_id"] for r in rows] == sorted(made, reverse=True)
-    first, _ = orders.buyer_orders(ctx, buyer["id"], buyer["token"], None, 1, 2)
-    second, _ = orders.buyer_orders(ctx, buyer["id"], buyer["token"], None, 2, 2)
+    first, _ = orders.buyer_orders(ctx, buyer["id"], None, 1, 2)
+    second, _ = orders.buyer_orders(ctx, buyer["id"], None, 2, 2)
     assert [r["order_id"] for r in first + second] == sorted(made, reverse=True)
 
 
 def test_buyer_orders_shows_only_own_orders(ctx, buyer, other, shop, history):
-    rows, total = orders.buyer_orders(ctx, other["id"], other["token"], None, 1, 20)
+    rows, total = orders.buyer_orders(ctx, other["id"], None, 1, 20)
     assert (rows, total) == ([], 0)
-    with pytest.raises(errors.AuthorizationFailed):
-        orders.buyer_orders(ctx, buyer["id"], other["token"], None, 1, 20)
+    with pytest.raises(errors.AuthorizationFailed):  # another's token, at the edge
+        sessions.authenticate(ctx, buyer["id"], other["token"])
 
 
 def test_seller_orders_all_stores_or_one(ctx, buyer, shop, history):
-    seller, token = shop["seller"], shop["token"]
+    seller = shop["seller"]
     second = new_id("store")
-    stores.create_store(ctx, seller, token, second)
-    stores.add_book(ctx, seller, token, second, {"id": "b1", "title": "T", "price": 7}, 9)
+    stores.create_store(ctx, seller, second)
+    stores.add_book(ctx, seller, second, {"id": "b1", "title": "T", "price": 7}, 9)
     ctx.clock.advance(1)
-    newest = orders.new_order(ctx, buyer["id"], buyer["token"], second, [("b1", 2)])
-    rows, total = orders.seller_orders(ctx, seller, token, None, None, 1, 20)
+    newest = orders.new_order(ctx, buyer["id"], second, [("b1", 2)])
+    rows, total = orders.seller_orders(ctx, seller, None, None, 1, 20)
     assert total == 6 and [r["order_id"] for r in rows] == [newest] + history[::-1]
-    rows, total = orders.seller_orders(ctx, seller, token, second, None, 1, 20)
+    rows, total = orders.seller_orders(ctx, seller, second, None, 1, 20)
     assert total == 1 and rows[0]["order_id"] == newest and rows[0]["total_price"] == 14
-    rows, total = orders.seller_orders(ctx, seller, token, shop["store_id"], "unpaid", 1, 1)
+    rows, total = orders.seller_orders(ctx, seller, shop["store_id"], "unpaid", 1, 1)
     assert total == 2 and [r["order_id"] for r in rows] == [history[4]]
-    rows, total = orders.seller_orders(ctx, seller, token, None, "unpaid", 1, 20)
+    rows, total = orders.seller_orders(ctx, seller, None, "unpaid", 1, 20)
     assert total == 3
-    rows, total = orders.seller_orders(ctx, seller, token, None, None, 2, 20)
+    rows, total = orders.seller_orders(ctx, seller, None, None, 2, 20)
     assert (rows, total) == ([], 6)
 
 
 def test_seller_orders_errors(ctx, buyer, shop, make_user, history):
     rival, _, rival_token = make_user("rival")
     with pytest.raises(errors.NoSuchStore):
-        orders.seller_orders(ctx, shop["seller"], shop["token"], new_id("nostore"), None, 1, 20)
+        orders.seller_orders(ctx, shop["seller"], new_id("nostore"), None, 1, 20)
     with pytest.raises(errors.AuthorizationFailed):  # another seller's store
-        orders.seller_orders(ctx, rival, rival_token, shop["store_id"], None, 1, 20)
-    with pytest.raises(errors.AuthorizationFailed):
-        orders.seller_orders(ctx, shop["seller"], "bogus", None, None, 1, 20)
+        orders.seller_orders(ctx, rival, shop["store_id"], None, 1, 20)
+    with pytest.raises(errors.AuthorizationFailed):  # the rival's token, at the edge
+        sessions.authenticate(ctx, shop["seller"], rival_token)
     # a user without stores sees no orders, and the buyer sees none as a seller
-    assert orders.seller_orders(ctx, rival, rival_token, None, None, 1, 20) == ([], 0)
-    assert orders.seller_orders(ctx, buyer["id"], buyer["token"], None, None, 1, 20) == ([], 0)
+    assert orders.seller_orders(ctx, rival, None, None, 1, 20) == ([], 0)
+    assert orders.seller_orders(ctx, buyer["id"], None, None, 1, 20) == ([], 0)
 
 
 def test_state_filter_accepts_states_and_refuses_others():
-    assert orders.state_filter(None) is None and orders.state_filter("") is None
-    for state in orders.STATES:
-        assert orders.state_filter(state) == state
-    with pytest.raises(errors.BadRequest) as exc:
-        orders.state_filter("delivered")
-    assert "state" in exc.value.message
+    """The order lists' state filter is checked when the query is parsed, before the
+    token: one of the lifecycle's states, or empty for all."""
+    from pydantic import ValidationError
+    from be.api.common import _bad
+    from be.api.schemas import OrdersQuery
+
+    def state(value):
+        return OrdersQuery.model_validate({"user_id": "u", "state": value}).state
+
+    assert state(None) is None and state("") is None
+    for s in lifecycle.STATES:
+        assert state(s) == s
+    with pytest.raises(ValidationError) as exc:
+        state("delivered")
+    assert _bad(exc.value).message == ("invalid field 'state': must be one of unpaid, paid, "
+                                       "shipped, received, cancelled")
 
 
 # ---------------------------------------------------------------- indexes
@@ -607,17 +620,17 @@ def _index_for(query, sort):
 
 
 @pytest.mark.parametrize("call, expected", [
-    (lambda c, b, s: orders.buyer_orders(c, b["id"], b["token"], None, 1, 20),
+    (lambda c, b, s: orders.buyer_orders(c, b["id"], None, 1, 20),
      ["buyer_id", "created_at", "_id"]),
-    (lambda c, b, s: orders.buyer_orders(c, b["id"], b["token"], "paid", 1, 20),
+    (lambda c, b, s: orders.buyer_orders(c, b["id"], "paid", 1, 20),
      ["buyer_id", "state", "created_at", "_id"]),
-    (lambda c, b, s: orders.seller_orders(c, s["seller"], s["token"], None, None, 1, 20),
+    (lambda c, b, s: orders.seller_orders(c, s["seller"], None, None, 1, 20),
      ["seller_id", "created_at", "_id"]),
-    (lambda c, b, s: orders.seller_orders(c, s["seller"], s["token"], None, "paid", 1, 20),
+    (lambda c, b, s: orders.seller_orders(c, s["seller"], None, "paid", 1, 20),
      ["seller_id", "state", "created_at", "_id"]),
-    (lambda c, b, s: orders.seller_orders(c, s["seller"], s["token"], s["store_id"], None, 1, 20),
+    (lambda c, b, s: orders.seller_orders(c, s["seller"], s["store_id"], None, 1, 20),
      ["store_id", "created_at", "_id"]),
-    (lambda c, b, s: orders.seller_orders(c, s["seller"], s["token"], s["store_id"], "paid",
+    (lambda c, b, s: orders.seller_orders(c, s["seller"], s["store_id"], "paid",
                                           1, 20),
      ["store_id", "state", "created_at", "_id"]),
 ])

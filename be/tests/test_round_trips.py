@@ -8,8 +8,26 @@ round trip to a real MongoDB (a bulk_write of n operations is one).
 import pytest
 
 from be import passwords
-from be.model import orders, stores, users
+from be.model import orders, sessions, stores, users
 from be.tests.conftest import new_id
+
+
+# What each HTTP call does, edge and model: the token or password check that the
+# edge (be.api.common) makes once per request, then the one model function.
+
+def new_order(ctx, user_id, token, store_id, lines):
+    sessions.authenticate(ctx, user_id, token)
+    return orders.new_order(ctx, user_id, store_id, lines)
+
+
+def payment(ctx, user_id, order_id, password):
+    users.check_password(ctx, user_id, password)
+    orders.payment(ctx, user_id, order_id)
+
+
+def add_funds(ctx, user_id, password, value):
+    users.check_password(ctx, user_id, password)
+    users.add_funds(ctx, user_id, value)
 
 AUTHENTICATE = [("users", "find_one"), ("sessions", "find_one")]
 
@@ -57,9 +75,9 @@ def calls(ctx):
 def big_shop(ctx, make_user):
     seller, _, token = make_user("seller")
     store_id = new_id("store")
-    stores.create_store(ctx, seller, token, store_id)
+    stores.create_store(ctx, seller, store_id)
     for i in range(50):
-        stores.add_book(ctx, seller, token, store_id,
+        stores.add_book(ctx, seller, store_id,
                         {"id": f"bk{i}", "title": f"Book {i}", "price": 100 + i}, 1000)
     return store_id
 
@@ -73,13 +91,13 @@ def test_new_order_and_payment_round_trips_do_not_grow_with_lines(ctx, make_user
                                                                   calls, lines):
     buyer, pw, token = make_user("buyer", funds=10**9)
     calls.clear()
-    oid = orders.new_order(ctx, buyer, token, big_shop, [(f"bk{i}", 2) for i in range(lines)])
+    oid = new_order(ctx, buyer, token, big_shop, [(f"bk{i}", 2) for i in range(lines)])
     assert _names(calls) == NEW_ORDER, _names(calls)
     assert len(calls) == 10
     assert [s for c, m, s in calls if m == "bulk_write"] == [lines, lines]
 
     calls.clear()
-    orders.payment(ctx, buyer, oid, pw)
+    payment(ctx, buyer, oid, pw)
     assert _names(calls) == PAYMENT, _names(calls)
     assert len(calls) == 7
     assert [s for c, m, s in calls if m == "bulk_write"] == [1]
@@ -89,18 +107,18 @@ def test_new_order_and_payment_round_trips_do_not_grow_with_lines(ctx, make_user
 def test_add_funds_is_two_round_trips(ctx, make_user, calls):
     uid, pw, _ = make_user()
     calls.clear()
-    users.add_funds(ctx, uid, pw, 100)
+    add_funds(ctx, uid, pw, 100)
     assert _names(calls) == ADD_FUNDS
 
 
 def test_payment_errors_read_the_order_only_when_the_claim_fails(ctx, make_user, big_shop,
                                                                  calls):
     buyer, pw, token = make_user("buyer", funds=10**9)
-    oid = orders.new_order(ctx, buyer, token, big_shop, [("bk0", 1)])
-    orders.payment(ctx, buyer, oid, pw)
+    oid = new_order(ctx, buyer, token, big_shop, [("bk0", 1)])
+    payment(ctx, buyer, oid, pw)
     calls.clear()
     with pytest.raises(Exception) as exc:
-        orders.payment(ctx, buyer, oid, pw)  # paid already: 520
+        payment(ctx, buyer, oid, pw)  # paid already: 520
     assert exc.value.code == 520
     assert _names(calls) == [("users", "find_one"), ("orders", "find_one_and_update"),
                              ("orders", "find_one")]
@@ -125,28 +143,28 @@ def hash_checks(monkeypatch):
 def test_repeated_password_checks_skip_the_hash(ctx, big_shop, hash_checks):
     buyer, pw = new_id("buyer"), "pw-buyer"
     users.register(ctx, buyer, pw)
-    token = users.login(ctx, buyer, pw, "t")
+    token = sessions.login(ctx, buyer, pw, "t")
     assert len(hash_checks) == 1                    # first check: the real hash
-    users.add_funds(ctx, buyer, pw, 10**6)
-    users.add_funds(ctx, buyer, pw, 1)
+    add_funds(ctx, buyer, pw, 10**6)
+    add_funds(ctx, buyer, pw, 1)
     for _ in range(3):
-        oid = orders.new_order(ctx, buyer, token, big_shop, [("bk1", 1)])
-        orders.payment(ctx, buyer, oid, pw)
+        oid = new_order(ctx, buyer, token, big_shop, [("bk1", 1)])
+        payment(ctx, buyer, oid, pw)
     assert len(hash_checks) == 1                    # every later one: the cache
     # a wrong password is still refused, and the stored hash stays salted
     with pytest.raises(Exception) as exc:
-        users.add_funds(ctx, buyer, pw + "x", 1)
+        add_funds(ctx, buyer, pw + "x", 1)
     assert exc.value.code == 401
     stored = ctx.db.users.find_one({"_id": buyer})["password_hash"]
     assert stored.startswith(("pbkdf2:", "scrypt:")) and pw not in stored
     # a new password makes the cached entry stale: the next check hashes again
     users.change_password(ctx, buyer, pw, "new-pw")
     hash_checks.clear()
-    users.add_funds(ctx, buyer, "new-pw", 1)
-    users.add_funds(ctx, buyer, "new-pw", 1)
+    add_funds(ctx, buyer, "new-pw", 1)
+    add_funds(ctx, buyer, "new-pw", 1)
     assert len(hash_checks) == 1
     with pytest.raises(Exception):
-        users.add_funds(ctx, buyer, pw, 1)          # the old one no longer works
+        add_funds(ctx, buyer, pw, 1)          # the old one no longer works
 
 
 def test_password_cache_holds_no_password():

@@ -13,7 +13,7 @@ from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
 from be.db import INDEXES
-from be.model import search, stores, users
+from be.model import search, sessions, stores, users
 from be.sample_books import COLUMNS, CONTENT_WORDS_EN, CONTENT_WORDS_ZH, iter_books, row_to_book
 
 SAMPLE_DB = os.environ.get("BOOKSTORE_SAMPLE_DB") or os.path.join(
@@ -47,7 +47,7 @@ def sample():
 def seller(ctx):
     user_id = uid("seller")
     users.register(ctx, user_id, "pw")
-    return user_id, users.login(ctx, user_id, "pw", "t")
+    return user_id, sessions.login(ctx, user_id, "pw", "t")
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +59,12 @@ def world():
     user, token = seller(ctx)
     a, b, r = uid("storeA"), uid("storeB"), uid("storeR")
     for s in (a, b, r):
-        stores.create_store(ctx, user, token, s)
+        stores.create_store(ctx, user, s)
     gen = generated(GEN_ROWS, seed=11)
     expect = {a: {}, b: {}, r: {}}  # store -> book_id -> (price, stock)
 
     def add(store, info, stock):
-        stores.add_book(ctx, user, token, store, info, stock)
+        stores.add_book(ctx, user, store, info, stock)
         expect[store][info["id"]] = (info.get("price") or 0, stock)
 
     for i, info in enumerate(gen):
@@ -322,10 +322,10 @@ def test_the_search_queries_are_served_by_the_declared_indexes(world):
 def small(ctx, make_user):
     user, _, token = make_user("seller")
     store = uid("store")
-    stores.create_store(ctx, user, token, store)
+    stores.create_store(ctx, user, store)
 
     def add(book_id, **info):
-        stores.add_book(ctx, user, token, store, dict(info, id=book_id), 1)
+        stores.add_book(ctx, user, store, dict(info, id=book_id), 1)
     return SimpleNamespace(ctx=ctx, add=add, store=store)
 
 
@@ -389,10 +389,10 @@ def test_updating_a_book_keeps_its_terms_in_step(ctx, make_user):
     user, _, token = make_user("seller")
     s1, s2 = uid("store"), uid("store")
     for s in (s1, s2):
-        stores.create_store(ctx, user, token, s)
-    stores.add_book(ctx, user, token, s1, {"id": "u1", "title": "旧书名"}, 1)
+        stores.create_store(ctx, user, s)
+    stores.add_book(ctx, user, s1, {"id": "u1", "title": "旧书名"}, 1)
     assert ids(all_hits(ctx, "旧书名")) == {"u1"}
-    stores.add_book(ctx, user, token, s2, {"id": "u1", "title": "新书名"}, 1)
+    stores.add_book(ctx, user, s2, {"id": "u1", "title": "新书名"}, 1)
     assert ids(all_hits(ctx, "旧书名")) == set()
     assert ids(all_hits(ctx, "新书名")) == {"u1"}
     assert ids(all_hits(ctx, "新书名", store_id=s1)) == {"u1"}

@@ -5,7 +5,7 @@ import pytest
 
 from be import errors
 from be.db import listing_id
-from be.model import stores
+from be.model import sessions, stores
 from be.tests.conftest import new_id
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -24,7 +24,7 @@ def stock(ctx, store_id, book_id):
 def seller(ctx, make_user):
     uid, _, token = make_user("seller")
     store_id = new_id("store")
-    stores.create_store(ctx, uid, token, store_id)
+    stores.create_store(ctx, uid, store_id)
     return uid, token, store_id
 
 
@@ -38,21 +38,21 @@ def test_create_store_records_owner(ctx, seller):
 def test_create_store_existing_is_514_and_keeps_owner(ctx, seller, make_user):
     uid, token, store_id = seller
     with pytest.raises(errors.StoreExists) as exc:
-        stores.create_store(ctx, uid, token, store_id)
+        stores.create_store(ctx, uid, store_id)
     assert exc.value.code == 514
     other, _, other_token = make_user("other")
     with pytest.raises(errors.StoreExists):
-        stores.create_store(ctx, other, other_token, store_id)
+        stores.create_store(ctx, other, store_id)
     assert ctx.db.stores.find_one({"_id": store_id})["owner_id"] == uid
 
 
 def test_create_store_unknown_user_511_bad_token_401(ctx, make_user):
     uid, _, token = make_user()
     with pytest.raises(errors.NoSuchUser) as exc:
-        stores.create_store(ctx, new_id("ghost"), token, new_id("s"))
+        sessions.authenticate(ctx, new_id("ghost"), token)  # the edge, before create_store
     assert exc.value.code == 511
     with pytest.raises(errors.AuthorizationFailed):
-        stores.create_store(ctx, uid, "bogus", new_id("s"))
+        sessions.authenticate(ctx, uid, "bogus")
     assert ctx.db.stores.count_documents({}) == 0
 
 
@@ -62,7 +62,7 @@ def test_add_book_writes_catalog_and_listing(ctx, seller):
     uid, token, store_id = seller
     info = {"id": "b1", "title": "三体", "author": "刘慈欣", "price": 2300,
             "tags": ["科幻", "小说"], "pages": 302, "isbn": None}
-    stores.add_book(ctx, uid, token, store_id, info, 7)
+    stores.add_book(ctx, uid, store_id, info, 7)
     row = listing(ctx, store_id, "b1")
     assert (row["store_id"], row["book_id"], row["title"]) == (store_id, "b1", "三体")
     assert (row["price"], row["stock_level"]) == (2300, 7)
@@ -72,14 +72,14 @@ def test_add_book_writes_catalog_and_listing(ctx, seller):
 
 def test_add_book_without_price_lists_it_at_zero(ctx, seller):
     uid, token, store_id = seller
-    stores.add_book(ctx, uid, token, store_id, {"id": "free", "title": "Free"}, 1)
+    stores.add_book(ctx, uid, store_id, {"id": "free", "title": "Free"}, 1)
     assert listing(ctx, store_id, "free")["price"] == 0
 
 
 def test_pictures_are_stored_apart_from_book_and_listing(ctx, seller):
     uid, token, store_id = seller
     pics = [base64.b64encode(PNG).decode(), base64.b64encode(JPEG).decode()]
-    stores.add_book(ctx, uid, token, store_id,
+    stores.add_book(ctx, uid, store_id,
                     {"id": "pic", "title": "Pictures", "price": 100, "pictures": pics}, 1)
     book = ctx.db.books.find_one({"_id": "pic"})
     assert "pictures" not in book and book["picture_count"] == 2
@@ -94,7 +94,7 @@ def test_pictures_are_stored_apart_from_book_and_listing(ctx, seller):
 def test_bad_base64_picture_is_400_and_writes_nothing(ctx, seller):
     uid, token, store_id = seller
     with pytest.raises(errors.BadRequest) as exc:
-        stores.add_book(ctx, uid, token, store_id,
+        stores.add_book(ctx, uid, store_id,
                         {"id": "bad", "title": "Bad", "pictures": ["!!not base64!!"]}, 1)
     assert exc.value.code == 400 and "pictures" in exc.value.message
     assert listing(ctx, store_id, "bad") is None
@@ -104,9 +104,9 @@ def test_bad_base64_picture_is_400_and_writes_nothing(ctx, seller):
 
 def test_add_book_twice_is_516_and_keeps_stock(ctx, seller):
     uid, token, store_id = seller
-    stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T", "price": 5}, 3)
+    stores.add_book(ctx, uid, store_id, {"id": "b1", "title": "T", "price": 5}, 3)
     with pytest.raises(errors.BookExists) as exc:
-        stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T2", "price": 9}, 99)
+        stores.add_book(ctx, uid, store_id, {"id": "b1", "title": "T2", "price": 9}, 99)
     assert exc.value.code == 516
     row = listing(ctx, store_id, "b1")
     assert (row["stock_level"], row["price"], row["title"]) == (3, 5, "T")
@@ -115,9 +115,9 @@ def test_add_book_twice_is_516_and_keeps_stock(ctx, seller):
 def test_same_book_in_two_stores_is_two_listings(ctx, seller):
     uid, token, store_id = seller
     second = new_id("store")
-    stores.create_store(ctx, uid, token, second)
-    stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T", "price": 5}, 3)
-    stores.add_book(ctx, uid, token, second, {"id": "b1", "title": "T", "price": 7}, 4)
+    stores.create_store(ctx, uid, second)
+    stores.add_book(ctx, uid, store_id, {"id": "b1", "title": "T", "price": 5}, 3)
+    stores.add_book(ctx, uid, second, {"id": "b1", "title": "T", "price": 7}, 4)
     assert (stock(ctx, store_id, "b1"), stock(ctx, second, "b1")) == (3, 4)
     assert listing(ctx, second, "b1")["price"] == 7
 
@@ -125,18 +125,18 @@ def test_same_book_in_two_stores_is_two_listings(ctx, seller):
 def test_add_book_errors(ctx, seller, make_user):
     uid, token, store_id = seller
     info = {"id": "b1", "title": "T"}
-    with pytest.raises(errors.NoSuchUser):
-        stores.add_book(ctx, new_id("ghost"), token, store_id, info, 1)
+    with pytest.raises(errors.NoSuchUser):  # the edge's checks, before add_book
+        sessions.authenticate(ctx, new_id("ghost"), token)
     with pytest.raises(errors.NoSuchStore) as exc:
-        stores.add_book(ctx, uid, token, new_id("nostore"), info, 1)
+        stores.add_book(ctx, uid, new_id("nostore"), info, 1)
     assert exc.value.code == 513
     with pytest.raises(errors.AuthorizationFailed):
-        stores.add_book(ctx, uid, "bogus", store_id, info, 1)
+        sessions.authenticate(ctx, uid, "bogus")
     other, _, other_token = make_user("other")
     with pytest.raises(errors.AuthorizationFailed):  # another seller's store
-        stores.add_book(ctx, other, other_token, store_id, info, 1)
+        stores.add_book(ctx, other, store_id, info, 1)
     with pytest.raises(errors.AuthorizationFailed):  # someone else's token
-        stores.add_book(ctx, uid, other_token, store_id, info, 1)
+        sessions.authenticate(ctx, uid, other_token)
     assert ctx.db.listings.count_documents({}) == 0
     assert ctx.db.books.count_documents({}) == 0
 
@@ -145,39 +145,39 @@ def test_add_book_errors(ctx, seller, make_user):
 
 def test_add_stock_level_adds(ctx, seller):
     uid, token, store_id = seller
-    stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T"}, 3)
-    stores.add_stock_level(ctx, uid, token, store_id, "b1", 10)
-    stores.add_stock_level(ctx, uid, token, store_id, "b1", 0)
+    stores.add_book(ctx, uid, store_id, {"id": "b1", "title": "T"}, 3)
+    stores.add_stock_level(ctx, uid, store_id, "b1", 10)
+    stores.add_stock_level(ctx, uid, store_id, "b1", 0)
     assert stock(ctx, store_id, "b1") == 13
 
 
 def test_add_stock_level_errors_change_nothing(ctx, seller, make_user):
     uid, token, store_id = seller
-    stores.add_book(ctx, uid, token, store_id, {"id": "b1", "title": "T"}, 3)
+    stores.add_book(ctx, uid, store_id, {"id": "b1", "title": "T"}, 3)
     with pytest.raises(errors.NoSuchBook) as exc:
-        stores.add_stock_level(ctx, uid, token, store_id, "b1_x", 1)
+        stores.add_stock_level(ctx, uid, store_id, "b1_x", 1)
     assert exc.value.code == 515
     with pytest.raises(errors.NoSuchStore):
-        stores.add_stock_level(ctx, uid, token, new_id("nostore"), "b1", 1)
-    with pytest.raises(errors.NoSuchUser):
-        stores.add_stock_level(ctx, new_id("ghost"), token, store_id, "b1", 1)
+        stores.add_stock_level(ctx, uid, new_id("nostore"), "b1", 1)
+    with pytest.raises(errors.NoSuchUser):  # the edge's checks, before add_stock_level
+        sessions.authenticate(ctx, new_id("ghost"), token)
     with pytest.raises(errors.AuthorizationFailed):
-        stores.add_stock_level(ctx, uid, "bogus", store_id, "b1", 1)
+        sessions.authenticate(ctx, uid, "bogus")
     other, _, other_token = make_user("other")
     with pytest.raises(errors.AuthorizationFailed):
-        stores.add_stock_level(ctx, other, other_token, store_id, "b1", 1)
+        stores.add_stock_level(ctx, other, store_id, "b1", 1)
     with pytest.raises(errors.BadRequest):
-        stores.add_stock_level(ctx, uid, token, store_id, "b1", stores.MAX_STOCK)
+        stores.add_stock_level(ctx, uid, store_id, "b1", stores.MAX_STOCK)
     assert stock(ctx, store_id, "b1") == 3
 
 
 def test_book_in_another_store_is_515_here(ctx, seller):
     uid, token, store_id = seller
     second = new_id("store")
-    stores.create_store(ctx, uid, token, second)
-    stores.add_book(ctx, uid, token, second, {"id": "b1", "title": "T"}, 3)
+    stores.create_store(ctx, uid, second)
+    stores.add_book(ctx, uid, second, {"id": "b1", "title": "T"}, 3)
     with pytest.raises(errors.NoSuchBook):
-        stores.add_stock_level(ctx, uid, token, store_id, "b1", 1)
+        stores.add_stock_level(ctx, uid, store_id, "b1", 1)
     assert stock(ctx, second, "b1") == 3
 
 
@@ -186,24 +186,24 @@ def test_book_in_another_store_is_515_here(ctx, seller):
 def test_store_books_pages_in_book_id_order(ctx, seller):
     uid, token, store_id = seller
     for n in (3, 1, 4, 0, 2):
-        stores.add_book(ctx, uid, token, store_id,
+        stores.add_book(ctx, uid, store_id,
                         {"id": f"b{n}", "title": f"T{n}", "price": 100 * n}, n + 1)
-    rows, total = stores.store_books(ctx, uid, token, store_id, 1, 2)
+    rows, total = stores.store_books(ctx, uid, store_id, 1, 2)
     assert total == 5
     assert rows == [{"book_id": "b0", "title": "T0", "price": 0, "stock_level": 1},
                     {"book_id": "b1", "title": "T1", "price": 100, "stock_level": 2}]
-    rows, _ = stores.store_books(ctx, uid, token, store_id, 3, 2)
+    rows, _ = stores.store_books(ctx, uid, store_id, 3, 2)
     assert [r["book_id"] for r in rows] == ["b4"]
-    rows, total = stores.store_books(ctx, uid, token, store_id, 4, 2)
+    rows, total = stores.store_books(ctx, uid, store_id, 4, 2)
     assert rows == [] and total == 5
 
 
 def test_store_books_errors(ctx, seller, make_user):
     uid, token, store_id = seller
     with pytest.raises(errors.NoSuchStore):
-        stores.store_books(ctx, uid, token, new_id("nostore"), 1, 20)
+        stores.store_books(ctx, uid, new_id("nostore"), 1, 20)
     other, _, other_token = make_user("other")
     with pytest.raises(errors.AuthorizationFailed):
-        stores.store_books(ctx, other, other_token, store_id, 1, 20)
-    with pytest.raises(errors.AuthorizationFailed):
-        stores.store_books(ctx, uid, "bogus", store_id, 1, 20)
+        stores.store_books(ctx, other, store_id, 1, 20)
+    with pytest.raises(errors.AuthorizationFailed):  # the edge, before store_books
+        sessions.authenticate(ctx, uid, "bogus")

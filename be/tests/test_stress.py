@@ -55,24 +55,24 @@ def _competitors(ctx, w, oid):
     def pay():
         buyer = order_field("buyer_id")
         if buyer:
-            orders.payment(ctx, buyer, oid, PASSWORD)
+            orders.payment(ctx, buyer, oid)
 
     def cancel():
         buyer = order_field("buyer_id")
         if buyer:
-            orders.cancel_order(ctx, buyer, w[buyer], oid)
+            orders.cancel_order(ctx, buyer, oid)
 
     return {
         "pay": pay,
         "cancel": cancel,
-        "ship": lambda: oid and orders.ship(ctx, "seller", w["seller"], oid),
-        "receive": lambda: oid and orders.receive(ctx, "buyer", w["buyer"], oid),
+        "ship": lambda: oid and orders.ship(ctx, "seller", oid),
+        "receive": lambda: oid and orders.receive(ctx, "buyer", oid),
         "expire": lambda: oid and orders.expire_payment(ctx, oid),
         "auto_receive": lambda: oid and orders.auto_receive(ctx, oid),
         "sweep": lambda: sweep(ctx),
-        "take_stock": lambda: orders.new_order(ctx, "thief", w["thief"], "s1", [("b2", 49)]),
+        "take_stock": lambda: orders.new_order(ctx, "thief", "s1", [("b2", 49)]),
         "withdraw_all": lambda: users.add_funds(
-            ctx, "buyer", PASSWORD, -ctx.db.users.find_one({"_id": "buyer"})["balance"] or -1),
+            ctx, "buyer", -ctx.db.users.find_one({"_id": "buyer"})["balance"] or -1),
     }
 
 
@@ -268,22 +268,19 @@ class Stress:
         self.unexpected = []    # (op, repr(exception))
         self.orders = []        # order ids, shared by every thread
         self.order_lock = threading.Lock()
-        self.tokens = {}
         self.deposits = collections.Counter()  # user -> sum of successful add_funds
         self.counts = collections.Counter()
         ctx = self.ctx
         for seller, store in (("seller1", "s1"), ("seller2", "s2")):
             users.register(ctx, seller, PASSWORD)
-            self.tokens[seller] = users.login(ctx, seller, PASSWORD, "t")
-            stores.create_store(ctx, seller, self.tokens[seller], store)
+            stores.create_store(ctx, seller, store)
             for book, (price, stock_level) in self.BOOKS[store].items():
-                stores.add_book(ctx, seller, self.tokens[seller], store,
+                stores.add_book(ctx, seller, store,
                                 {"id": book, "title": book, "price": price}, stock_level)
         self.buyers = [f"buyer{i}" for i in range(self.BUYERS)]
         for b in self.buyers:
             users.register(ctx, b, PASSWORD)
-            self.tokens[b] = users.login(ctx, b, PASSWORD, "t")
-            users.add_funds(ctx, b, PASSWORD, 20_000)
+            users.add_funds(ctx, b, 20_000)
         self.initial = {u["_id"]: u["deposited"] - u["withdrawn"] for u in ctx.db.users.find({})}
         self.audits = 0
 
@@ -324,14 +321,13 @@ class Stress:
              "expire", "auto_receive", "sweep", "tick", "read", "wrong_party", "audit"],
             weights=[24, 20, 6, 12, 10, 4, 4, 3, 3, 3, 4, 4, 2, 0.3])[0]
         self.counts[op] += 1
-        tokens = self.tokens
         if op == "new_order":
             buyer = rng.choice(self.buyers)
             store = rng.choice(list(self.BOOKS))
             books = rng.sample(list(self.BOOKS[store]), rng.randint(1, len(self.BOOKS[store])))
             lines = [(b, rng.randint(1, 4)) for b in books]
             outcome = self.call(rng, op, buyer, lambda c: orders.new_order(
-                c, buyer, tokens[buyer], store, lines))
+                c, buyer, store, lines))
             if isinstance(outcome, tuple):
                 oid = outcome[1]
                 with self.order_lock:
@@ -341,7 +337,7 @@ class Stress:
             buyer = rng.choice(self.buyers + ["seller1"])
             amount = rng.randint(1, 8000) * (1 if op == "add_funds" else -1)
             outcome = self.call(rng, op, buyer,
-                                lambda c: users.add_funds(c, buyer, PASSWORD, amount),
+                                lambda c: users.add_funds(c, buyer, amount),
                                 crashable=False)
             if isinstance(outcome, tuple):
                 with self.order_lock:
@@ -369,28 +365,28 @@ class Stress:
         if buyer is None:
             return
         if op == "payment":
-            self.call(rng, op, oid, lambda c: orders.payment(c, buyer, oid, PASSWORD))
+            self.call(rng, op, oid, lambda c: orders.payment(c, buyer, oid))
         elif op == "cancel":
-            self.call(rng, op, oid, lambda c: orders.cancel_order(c, buyer, tokens[buyer], oid))
+            self.call(rng, op, oid, lambda c: orders.cancel_order(c, buyer, oid))
         elif op == "ship":
-            self.call(rng, op, oid, lambda c: orders.ship(c, seller, tokens[seller], oid))
+            self.call(rng, op, oid, lambda c: orders.ship(c, seller, oid))
         elif op == "receive":
-            self.call(rng, op, oid, lambda c: orders.receive(c, buyer, tokens[buyer], oid))
+            self.call(rng, op, oid, lambda c: orders.receive(c, buyer, oid))
         elif op == "expire":
             self.call(rng, op, oid, lambda c: orders.expire_payment(c, oid))
         elif op == "auto_receive":
             self.call(rng, op, oid, lambda c: orders.auto_receive(c, oid))
         elif op == "read":
-            self.call(rng, op, oid, lambda c: orders.get_order(c, buyer, tokens[buyer], oid),
+            self.call(rng, op, oid, lambda c: orders.get_order(c, buyer, oid),
                       crashable=False)
         elif op == "wrong_party":
             other = rng.choice([b for b in self.buyers if b != buyer])
             which = rng.choice(["pay", "cancel", "ship", "receive", "read"])
-            fn = {"pay": lambda c: orders.payment(c, other, oid, PASSWORD),
-                  "cancel": lambda c: orders.cancel_order(c, other, tokens[other], oid),
-                  "ship": lambda c: orders.ship(c, other, tokens[other], oid),
-                  "receive": lambda c: orders.receive(c, other, tokens[other], oid),
-                  "read": lambda c: orders.get_order(c, other, tokens[other], oid)}[which]
+            fn = {"pay": lambda c: orders.payment(c, other, oid),
+                  "cancel": lambda c: orders.cancel_order(c, other, oid),
+                  "ship": lambda c: orders.ship(c, other, oid),
+                  "receive": lambda c: orders.receive(c, other, oid),
+                  "read": lambda c: orders.get_order(c, other, oid)}[which]
             self.call(rng, "wrong_party", oid, fn, crashable=False)
 
     def worker(self, n, ops):

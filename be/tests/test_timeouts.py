@@ -43,14 +43,14 @@ def at(ctx, when):
 
 def place(ctx, buyer, shop, count=1, book_id="b1"):
     user_id, _, token = buyer
-    return orders.new_order(ctx, user_id, token, shop["store_id"], [(book_id, count)])
+    return orders.new_order(ctx, user_id, shop["store_id"], [(book_id, count)])
 
 
 def shipped(ctx, buyer, shop, count=1):
     user_id, password, _ = buyer
     oid = place(ctx, buyer, shop, count)
-    orders.payment(ctx, user_id, oid, password)
-    orders.ship(ctx, shop["seller"], shop["token"], oid)
+    orders.payment(ctx, user_id, oid)
+    orders.ship(ctx, shop["seller"], oid)
     return oid
 
 
@@ -136,7 +136,7 @@ def test_payment_after_the_deadline_is_refused_and_cancels(ctx, make_user, shop)
     oid = place(ctx, buyer, shop, 4)
     ctx.clock.advance(PAY_S)
     with pytest.raises(errors.OrderExpired):
-        orders.payment(ctx, buyer[0], oid, buyer[1])
+        orders.payment(ctx, buyer[0], oid)
     assert order_doc(ctx, oid)["cancel_reason"] == "timeout"
     assert stock(ctx, shop["store_id"]) == 10
     assert balance(ctx, buyer[0]) == 100000
@@ -159,9 +159,9 @@ def test_expire_payment_is_idempotent_and_deadline_guarded(ctx, make_user, shop)
 def test_expire_payment_leaves_paid_and_cancelled_orders_alone(ctx, make_user, shop):
     buyer = make_user("buyer", funds=100000)
     paid = place(ctx, buyer, shop, 1)
-    orders.payment(ctx, buyer[0], paid, buyer[1])
+    orders.payment(ctx, buyer[0], paid)
     mine = place(ctx, buyer, shop, 1)
-    orders.cancel_order(ctx, buyer[0], buyer[2], mine)
+    orders.cancel_order(ctx, buyer[0], mine)
     ctx.clock.advance(PAY_S + 1)
     assert orders.expire_payment(ctx, paid) is False
     assert orders.expire_payment(ctx, mine) is False
@@ -213,7 +213,7 @@ def test_sweep_receives_overdue_shipped_orders_and_credits_the_seller_once(ctx, 
 def test_receipt_by_the_buyer_leaves_nothing_for_the_timeout(ctx, make_user, shop):
     buyer = make_user("buyer", funds=100000)
     oid = shipped(ctx, buyer, shop, 1)
-    orders.receive(ctx, buyer[0], buyer[2], oid)
+    orders.receive(ctx, buyer[0], oid)
     ctx.clock.advance(RECEIVE_S + 1)
     assert orders.auto_receive(ctx, oid) is False
     assert sweep(ctx)["received"] == 0
@@ -235,7 +235,7 @@ def test_payment_racing_the_pay_deadline_either_pays_or_cancels(ctx, make_user, 
 
     targets = []
     for oid in oids:
-        targets.append(lambda oid=oid: orders.payment(early, buyer[0], oid, buyer[1]) or "paid")
+        targets.append(lambda oid=oid: orders.payment(early, buyer[0], oid) or "paid")
         targets += [lambda oid=oid, w=w: orders.expire_payment(w, oid) for w in late]
     results = run_together(*targets)
 
@@ -269,7 +269,7 @@ def test_receipt_racing_the_receive_deadline_credits_the_seller_once(ctx, make_u
 
     targets = []
     for oid in oids:
-        targets.append(lambda oid=oid: orders.receive(early, buyer[0], buyer[2], oid) or "buyer")
+        targets.append(lambda oid=oid: orders.receive(early, buyer[0], oid) or "buyer")
         targets += [lambda oid=oid, w=w: orders.auto_receive(w, oid) for w in late]
     results = run_together(*targets)
 
@@ -312,7 +312,7 @@ def test_receipt_that_died_before_crediting_is_finished_after_stuck_after_s(
     oid = shipped(ctx, buyer, shop, 2)
     one_shot_crash(monkeypatch, orders, "_finish")
     with pytest.raises(RuntimeError):
-        orders.receive(ctx, buyer[0], buyer[2], oid)
+        orders.receive(ctx, buyer[0], oid)
     doc = order_doc(ctx, oid)
     assert doc["state"] == "received" and doc["busy"]["todo"] == ["credit"]
     assert balance(ctx, shop["seller"]) == 0
@@ -336,7 +336,7 @@ def test_payment_that_died_after_charging_is_completed_not_expired(
     oid = place(ctx, buyer, shop, 3)
     one_shot_crash(monkeypatch, orders, "_complete_payment")
     with pytest.raises(RuntimeError):
-        orders.payment(ctx, buyer[0], oid, buyer[1])
+        orders.payment(ctx, buyer[0], oid)
     assert order_doc(ctx, oid)["busy"]["step"] == "pay"
     assert balance(ctx, buyer[0]) == 100000 - 3000
 

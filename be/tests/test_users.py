@@ -2,7 +2,7 @@
 import pytest
 
 from be import errors
-from be.model import users
+from be.model import sessions, users
 from be.tests.conftest import new_id
 
 
@@ -39,19 +39,19 @@ def test_register_existing_user_is_512_and_keeps_first_password(ctx):
     with pytest.raises(errors.UserExists) as exc:
         users.register(ctx, uid, "second")
     assert exc.value.code == 512
-    users.login(ctx, uid, "first", "t")
+    sessions.login(ctx, uid, "first", "t")
     with pytest.raises(errors.AuthorizationFailed):
-        users.login(ctx, uid, "second", "t")
+        sessions.login(ctx, uid, "second", "t")
 
 
 def test_password_never_stored_in_clear(ctx):
     password = "pw-that-must-not-leak-1234"
     uid = new_id("u")
     users.register(ctx, uid, password)
-    token = users.login(ctx, uid, password, "t")
-    users.add_funds(ctx, uid, password, 100)
+    token = sessions.login(ctx, uid, password, "t")
+    users.add_funds(ctx, uid, 100)
     users.change_password(ctx, uid, password, password + "-new")
-    users.login(ctx, uid, password + "-new", "t")
+    sessions.login(ctx, uid, password + "-new", "t")
     for name in ctx.db.list_collection_names():
         for doc in ctx.db[name].find({}):
             for text in strings_in(doc):
@@ -65,86 +65,86 @@ def test_password_never_stored_in_clear(ctx):
 def test_login_wrong_password_or_unknown_user_is_401(ctx, make_user):
     uid, pw, _ = make_user()
     with pytest.raises(errors.AuthorizationFailed) as exc:
-        users.login(ctx, uid, pw + "x", "t")
+        sessions.login(ctx, uid, pw + "x", "t")
     assert exc.value.code == 401
     with pytest.raises(errors.AuthorizationFailed):
-        users.login(ctx, uid + "_x", pw, "t")
+        sessions.login(ctx, uid + "_x", pw, "t")
 
 
 def test_every_login_issues_a_new_token_and_earlier_ones_stay_valid(ctx, make_user):
     uid, pw, t1 = make_user()
-    t2 = users.login(ctx, uid, pw, "terminal")      # same terminal
-    t3 = users.login(ctx, uid, pw, "other terminal")
+    t2 = sessions.login(ctx, uid, pw, "terminal")      # same terminal
+    t3 = sessions.login(ctx, uid, pw, "other terminal")
     assert len({t1, t2, t3}) == 3
     for t in (t1, t2, t3):
-        assert users.authenticate(ctx, uid, t)["_id"] == uid
+        assert sessions.authenticate(ctx, uid, t)["_id"] == uid
 
 
 def test_authenticate_errors(ctx, make_user):
     uid, _, token = make_user()
     other, _, other_token = make_user("other")
     with pytest.raises(errors.NoSuchUser) as exc:
-        users.authenticate(ctx, new_id("ghost"), token)
+        sessions.authenticate(ctx, new_id("ghost"), token)
     assert exc.value.code == 511
     for bad in ("", None, "not-a-token", other_token):
         with pytest.raises(errors.AuthorizationFailed):
-            users.authenticate(ctx, uid, bad)
+            sessions.authenticate(ctx, uid, bad)
 
 
 def test_token_expires_after_lifetime(ctx, make_user):
     uid, _, token = make_user()
     lifetime = ctx.settings.token_lifetime_s
     ctx.clock.advance(lifetime - 1)
-    users.authenticate(ctx, uid, token)
+    sessions.authenticate(ctx, uid, token)
     ctx.clock.advance(1)
     with pytest.raises(errors.AuthorizationFailed):
-        users.authenticate(ctx, uid, token)
+        sessions.authenticate(ctx, uid, token)
     with pytest.raises(errors.AuthorizationFailed):
-        users.logout(ctx, uid, token)
+        sessions.logout(ctx, uid, token)
     # a fresh login works again
-    fresh = users.login(ctx, uid, "pw_user", "t")
-    users.authenticate(ctx, uid, fresh)
+    fresh = sessions.login(ctx, uid, "pw_user", "t")
+    sessions.authenticate(ctx, uid, fresh)
 
 
 def test_logout_invalidates_only_that_session(ctx, make_user):
     uid, pw, t1 = make_user()
-    t2 = users.login(ctx, uid, pw, "phone")
-    users.logout(ctx, uid, t1)
+    t2 = sessions.login(ctx, uid, pw, "phone")
+    sessions.logout(ctx, uid, t1)
     with pytest.raises(errors.AuthorizationFailed):
-        users.authenticate(ctx, uid, t1)
-    users.authenticate(ctx, uid, t2)
+        sessions.authenticate(ctx, uid, t1)
+    sessions.authenticate(ctx, uid, t2)
     with pytest.raises(errors.AuthorizationFailed):  # twice is 401
-        users.logout(ctx, uid, t1)
+        sessions.logout(ctx, uid, t1)
 
 
 def test_logout_wrong_user_or_token_is_401_and_keeps_session(ctx, make_user):
     uid, _, token = make_user()
     other, _, other_token = make_user("other")
     with pytest.raises(errors.AuthorizationFailed):
-        users.logout(ctx, other, token)              # someone else's token
+        sessions.logout(ctx, other, token)              # someone else's token
     with pytest.raises(errors.AuthorizationFailed):
-        users.logout(ctx, new_id("ghost"), token)    # unknown user: 401, not 511
+        sessions.logout(ctx, new_id("ghost"), token)    # unknown user: 401, not 511
     with pytest.raises(errors.AuthorizationFailed):
-        users.logout(ctx, uid, "bogus")
-    users.authenticate(ctx, uid, token)
-    users.authenticate(ctx, other, other_token)
+        sessions.logout(ctx, uid, "bogus")
+    sessions.authenticate(ctx, uid, token)
+    sessions.authenticate(ctx, other, other_token)
 
 
 # ---------------------------------------------------------------- password / unregister
 
 def test_change_password_invalidates_every_token(ctx, make_user):
     uid, pw, t1 = make_user()
-    t2 = users.login(ctx, uid, pw, "phone")
+    t2 = sessions.login(ctx, uid, pw, "phone")
     epoch = user_doc(ctx, uid)["epoch"]
     users.change_password(ctx, uid, pw, "new-pw")
     assert user_doc(ctx, uid)["epoch"] == epoch + 1
     for t in (t1, t2):
         with pytest.raises(errors.AuthorizationFailed):
-            users.authenticate(ctx, uid, t)
+            sessions.authenticate(ctx, uid, t)
     with pytest.raises(errors.AuthorizationFailed):
-        users.login(ctx, uid, pw, "t")
-    t3 = users.login(ctx, uid, "new-pw", "t")
-    users.authenticate(ctx, uid, t3)
+        sessions.login(ctx, uid, pw, "t")
+    t3 = sessions.login(ctx, uid, "new-pw", "t")
+    sessions.authenticate(ctx, uid, t3)
 
 
 def test_tokens_retired_by_epoch_even_if_session_cleanup_never_ran(ctx, make_user):
@@ -153,7 +153,7 @@ def test_tokens_retired_by_epoch_even_if_session_cleanup_never_ran(ctx, make_use
     users.change_password(ctx, uid, pw, "new-pw")
     ctx.db.sessions.insert_many(saved)  # as if delete_many had not run
     with pytest.raises(errors.AuthorizationFailed):
-        users.authenticate(ctx, uid, token)
+        sessions.authenticate(ctx, uid, token)
 
 
 def test_change_password_wrong_old_or_unknown_user_is_401(ctx, make_user):
@@ -162,21 +162,21 @@ def test_change_password_wrong_old_or_unknown_user_is_401(ctx, make_user):
         users.change_password(ctx, uid, pw + "x", "new")
     with pytest.raises(errors.AuthorizationFailed):
         users.change_password(ctx, new_id("ghost"), pw, "new")
-    users.authenticate(ctx, uid, token)  # nothing changed
-    users.login(ctx, uid, pw, "t")
+    sessions.authenticate(ctx, uid, token)  # nothing changed
+    sessions.login(ctx, uid, pw, "t")
 
 
 def test_unregister_invalidates_tokens_and_keeps_a_tombstone(ctx, make_user):
     uid, pw, token = make_user(funds=500)
     users.unregister(ctx, uid, pw)
     with pytest.raises(errors.NoSuchUser):
-        users.authenticate(ctx, uid, token)
+        sessions.authenticate(ctx, uid, token)
     with pytest.raises(errors.AuthorizationFailed):
-        users.login(ctx, uid, pw, "t")
+        sessions.login(ctx, uid, pw, "t")
     with pytest.raises(errors.AuthorizationFailed):  # twice
         users.unregister(ctx, uid, pw)
-    with pytest.raises(errors.AuthorizationFailed):
-        users.add_funds(ctx, uid, pw, 1)
+    with pytest.raises(errors.AuthorizationFailed):  # what the edge checks for add_funds
+        users.check_password(ctx, uid, pw)
     # the id is not reused and the money is kept on the tombstone
     with pytest.raises(errors.UserExists):
         users.register(ctx, uid, pw)
@@ -191,56 +191,58 @@ def test_unregister_wrong_password_or_unknown_user_is_401(ctx, make_user):
         users.unregister(ctx, uid, pw + "x")
     with pytest.raises(errors.AuthorizationFailed):
         users.unregister(ctx, new_id("ghost"), pw)
-    users.authenticate(ctx, uid, token)
+    sessions.authenticate(ctx, uid, token)
 
 
 # ---------------------------------------------------------------- funds
 
 def test_add_funds_and_withdraw(ctx, make_user):
     uid, pw, token = make_user()
-    users.add_funds(ctx, uid, pw, 1000)
-    users.add_funds(ctx, uid, pw, -300)
-    users.add_funds(ctx, uid, pw, 0)
+    users.add_funds(ctx, uid, 1000)
+    users.add_funds(ctx, uid, -300)
+    users.add_funds(ctx, uid, 0)
     doc = user_doc(ctx, uid)
     assert doc["balance"] == 700
     assert doc["deposited"] == 1000 and doc["withdrawn"] == 300
-    assert users.own_balance(ctx, uid, token) == 700
+    assert users.own_balance(ctx, uid) == 700
 
 
 def test_withdrawal_never_below_zero(ctx, make_user):
     uid, pw, token = make_user(funds=100)
     with pytest.raises(errors.FundsTooLow) as exc:
-        users.add_funds(ctx, uid, pw, -101)
+        users.add_funds(ctx, uid, -101)
     assert exc.value.code == 519
-    assert users.own_balance(ctx, uid, token) == 100
-    users.add_funds(ctx, uid, pw, -100)  # down to exactly zero is fine
-    assert users.own_balance(ctx, uid, token) == 0
+    assert users.own_balance(ctx, uid) == 100
+    users.add_funds(ctx, uid, -100)  # down to exactly zero is fine
+    assert users.own_balance(ctx, uid) == 0
     with pytest.raises(errors.FundsTooLow):
-        users.add_funds(ctx, uid, pw, -1)
+        users.add_funds(ctx, uid, -1)
     doc = user_doc(ctx, uid)
     assert (doc["balance"], doc["deposited"], doc["withdrawn"]) == (0, 100, 100)
 
 
 def test_add_funds_wrong_password_or_unknown_user_is_401(ctx, make_user):
     uid, pw, token = make_user(funds=50)
+    with pytest.raises(errors.AuthorizationFailed):   # the edge checks before add_funds
+        users.check_password(ctx, uid, pw + "x")
     with pytest.raises(errors.AuthorizationFailed):
-        users.add_funds(ctx, uid, pw + "x", 100)
-    with pytest.raises(errors.AuthorizationFailed):
-        users.add_funds(ctx, new_id("ghost"), pw, 100)
-    assert users.own_balance(ctx, uid, token) == 50
+        users.check_password(ctx, new_id("ghost"), pw)
+    assert users.own_balance(ctx, uid) == 50
 
 
 def test_balance_cap_is_refused_without_change(ctx, make_user):
     uid, pw, token = make_user(funds=10)
     with pytest.raises(errors.BadRequest):
-        users.add_funds(ctx, uid, pw, users.MAX_BALANCE)
-    assert users.own_balance(ctx, uid, token) == 10
+        users.add_funds(ctx, uid, users.MAX_BALANCE)
+    assert users.own_balance(ctx, uid) == 10
 
 
 def test_own_balance_needs_a_valid_token(ctx, make_user):
-    uid, _, _ = make_user(funds=10)
+    """The edge resolves the token before the model reads the balance."""
+    uid, _, token = make_user(funds=10)
     with pytest.raises(errors.AuthorizationFailed):
-        users.own_balance(ctx, uid, "bogus")
+        sessions.authenticate(ctx, uid, "bogus")
+    assert users.own_balance(ctx, sessions.authenticate(ctx, uid, token)["_id"]) == 10
 
 
 def test_tokens_and_password_changes_hold_across_processes(ctx, make_user):
@@ -249,12 +251,14 @@ def test_tokens_and_password_changes_hold_across_processes(ctx, make_user):
     from be.backend import Backend
     other = Backend(ctx.settings, clock=ctx.clock, engine=ctx.engine)
     uid, pw, token = make_user(funds=10)
-    users.authenticate(other, uid, token)               # issued here, valid there
-    users.add_funds(other, uid, pw, 1)                  # warms the other cache
+    sessions.authenticate(other, uid, token)               # issued here, valid there
+    users.check_password(other, uid, pw)            # warms the other cache
     users.change_password(ctx, uid, pw, "new-pw")
     with pytest.raises(errors.AuthorizationFailed):     # the other cache is stale now
-        users.add_funds(other, uid, pw, 1)
+        users.check_password(other, uid, pw)
     with pytest.raises(errors.AuthorizationFailed):
-        users.authenticate(other, uid, token)
-    users.add_funds(other, uid, "new-pw", 1)
-    assert users.own_balance(other, uid, users.login(other, uid, "new-pw", "t")) == 12
+        sessions.authenticate(other, uid, token)
+    users.check_password(other, uid, "new-pw")
+    users.add_funds(other, uid, 1)
+    new_token = sessions.login(other, uid, "new-pw", "t")
+    assert users.own_balance(other, sessions.authenticate(other, uid, new_token)["_id"]) == 11

@@ -164,21 +164,20 @@ def saved_token(ctx, name="pending"):
 
 
 def record_handlers(monkeypatch, ctx, fail=None):
-    """Wrap both handlers: record (kind, order_id, token saved at that moment),
+    """Wrap the timer handler: record (kind, order_id, token saved at that moment),
     and raise for order ids in ``fail`` (a dict id -> failures left; -1 forever)."""
     calls = []
     fail = fail if fail is not None else {}
-    for kind, name in w.HANDLERS.items():
-        real = getattr(orders, name)
+    real = orders.fire
 
-        def wrapper(c, order_id, _real=real, _kind=kind):
-            calls.append((_kind, order_id, saved_token(ctx)))
-            if fail.get(order_id, 0):
-                fail[order_id] -= 1
-                raise RuntimeError(f"handler for {order_id} failed")
-            return _real(c, order_id)
+    def wrapper(c, kind, order_id):
+        calls.append((kind, order_id, saved_token(ctx)))
+        if fail.get(order_id, 0):
+            fail[order_id] -= 1
+            raise RuntimeError(f"handler for {order_id} failed")
+        return real(c, kind, order_id)
 
-        monkeypatch.setattr(orders, name, wrapper)
+    monkeypatch.setattr(orders, "fire", wrapper)
     return calls
 
 
@@ -199,7 +198,7 @@ def test_events_are_handled_in_order_and_the_token_saved_after_each(
         ctx, shop, buyer, monkeypatch):
     overdue = place(ctx, buyer, shop, 2)
     paid = place(ctx, buyer, shop, 1)
-    orders.payment(ctx, buyer[0], paid, buyer[1])
+    orders.payment(ctx, buyer[0], paid)
     sent = shipped(ctx, buyer, shop, 3)
     ctx.clock.advance(RECEIVE_S)
     calls = record_handlers(monkeypatch, ctx)

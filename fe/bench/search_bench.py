@@ -92,10 +92,9 @@ class Dataset:
         ctx = self.backend
         seller = f"search_bench_{uuid.uuid4().hex[:8]}"
         users.register(ctx, seller, "bench-pw")
-        token = users.login(ctx, seller, "bench-pw", "bench")
         self.stores = [f"{seller}_s{n}" for n in range(n_stores)]
         for store in self.stores:
-            stores.create_store(ctx, seller, token, store)
+            stores.create_store(ctx, seller, store)
         self.store_books = defaultdict(list)
         started = time.perf_counter()
         listings = 0
@@ -104,7 +103,7 @@ class Dataset:
                 {self.stores[i % n_stores], self.stores[(i // 10) % n_stores]} if i % 10 == 0
                 else {self.stores[i % n_stores]})
             for store in chosen:
-                stores.add_book(ctx, seller, token, store, info, 1000)
+                stores.add_book(ctx, seller, store, info, 1000)
                 self.store_books[store].append(info)
                 listings += 1
             if (i + 1) % 5000 == 0:

@@ -111,8 +111,8 @@ def preload_model(backend, world, count, log=print):
     buyer = world.buyers[0]
     store_id, book_ids = world.store_of(0)
     lines = [(b, 1) for b in book_ids[:3]]
-    order_id = orders.new_order(backend, buyer.user_id, buyer.token, store_id, lines)
-    orders.payment(backend, buyer.user_id, order_id, buyer.password)
+    order_id = orders.new_order(backend, buyer.user_id, store_id, lines)
+    orders.payment(backend, buyer.user_id, order_id)
     template = backend.db.orders.find_one({"_id": order_id})
     buyers = world.buyers
     insert_copies(backend.db, template, count - 1, lambda n: buyers[n % len(buyers)].user_id)
