@@ -42,6 +42,8 @@ class Settings:
     # client. It must stay well inside the lease above, so that a request stalled
     # past it cannot write after recovery took its order over (see ``check``).
     request_timeout_s: float = 10.0
+    # How long start-up waits for MongoDB to answer before giving up with one line.
+    connect_timeout_s: float = 5.0
     # werkzeug hash method; tests lower the scrypt cost to stay fast.
     password_method: str = "scrypt:32768:8:1"
     max_body_bytes: int = 64 * 1024 * 1024
@@ -84,6 +86,7 @@ class Settings:
             stuck_after_s=_int_env("BOOKSTORE_STUCK_AFTER_S", 60),
             password_method=os.environ.get("BOOKSTORE_PASSWORD_METHOD", "scrypt:32768:8:1"),
             request_timeout_s=_float_env("BOOKSTORE_REQUEST_TIMEOUT_S", 10.0),
+            connect_timeout_s=_float_env("BOOKSTORE_CONNECT_TIMEOUT_S", 5.0),
         )
         values.update(overrides)
         return cls(**values).check()

@@ -11,6 +11,11 @@ class BookstoreError(Exception):
         super().__init__(self.message)
 
 
+class StartupError(Exception):
+    """The server or the watcher cannot start (database unreachable, port taken):
+    the entry points print the message as one line and exit with status 2."""
+
+
 def _error(name, code, template):
     return type(name, (BookstoreError,), {"code": code, "template": template})
 

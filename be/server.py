@@ -7,8 +7,10 @@ console script build the same server from a be module: app.py is only the
 used and the timeout sweep runs in this process.
 """
 import argparse
+import errno
 import logging
 import signal
+import sys
 import threading
 import time
 
@@ -17,6 +19,7 @@ from waitress.server import create_server
 
 from be.api import create_app
 from be.backend import Backend
+from be.errors import StartupError
 
 log = logging.getLogger("bookstore")
 
@@ -97,10 +100,16 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """``python app.py`` and ``bookstore-server``: parse the flags, then serve."""
+    """``python app.py`` and ``bookstore-server``: parse the flags, then serve.
+    A start-up failure (database unreachable, port taken) is one line on stderr
+    and exit status 2."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve(Backend(), args.host, args.port, args.threads, demo=args.demo)
+    try:
+        serve(Backend(), args.host, args.port, args.threads, demo=args.demo)
+    except StartupError as exc:
+        print(f"bookstore: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def serve(backend, host="127.0.0.1", port=5000, threads=None, demo=False):
@@ -113,7 +122,12 @@ def serve(backend, host="127.0.0.1", port=5000, threads=None, demo=False):
         print(demo_data.instructions(demo_data.setup(backend), f"http://{host}:{port}/"),
               flush=True)
     threads = threads or default_threads(backend)
-    server = make_server(app, host, port, threads)
+    try:
+        server = make_server(app, host, port, threads)
+    except OSError as exc:
+        hint = (": another process is listening there (stop it or pass --port)"
+                if exc.errno == errno.EADDRINUSE else f": {exc.strerror or exc}")
+        raise StartupError(f"cannot listen on {host}:{port}{hint}") from None
     logging.getLogger("waitress.queue").addFilter(OncePer(10))
     sweeper = _start_sweeper(backend)
     log.info("serving on http://%s:%d/ with %d request thread%s", host, port, threads,

@@ -370,7 +370,12 @@ def main(argv=None, backend_factory=None):
         return 2
 
     from be.backend import Backend
-    backend = (backend_factory or Backend)(settings)
+    from be.errors import StartupError
+    try:
+        backend = (backend_factory or Backend)(settings)
+    except StartupError as exc:
+        print(f"be.watcher: {exc}", file=sys.stderr, flush=True)
+        return 2
     if args.sweep_once:
         counts = sweep(backend)
         log.info("sweep: %s", counts)

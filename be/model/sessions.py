@@ -37,7 +37,7 @@ def login(ctx, user_id, password, terminal):
 def authenticate(ctx, user_id, token):
     """The user that ``token`` was issued to, if it is ``user_id``: 511 when no such
     user exists, 401 when the token is not a live session of that user."""
-    user = users.open_user(ctx, user_id, {"password_hash": 0})
+    user = users.open_user(ctx, user_id, users.SIGN_IN)
     if user is None:
         raise errors.NoSuchUser(user_id)
     session = ctx.db.sessions.find_one({"_id": _token_key(token or "")}) if token else None

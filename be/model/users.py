@@ -13,7 +13,11 @@ from pymongo.errors import DuplicateKeyError
 
 from be import errors
 
-MAX_BALANCE = 10**15  # cents; keeps every sum far inside int64
+MAX_BALANCE = 10**15  # cents; keeps every sum far inside int64 (9.2 * 10**18)
+# What each check reads of a user: never the ``ops`` marker array, which grows
+# with the orders in flight and is read only by the effects' own guarded updates.
+SIGN_IN = {"epoch": 1, "closed_at": 1}
+PASSWORD = {"password_hash": 1, "epoch": 1, "closed_at": 1}
 
 
 def register(ctx, user_id, password):
@@ -41,7 +45,7 @@ def _user(ctx, user_id, projection=None):
 
 def check_password(ctx, user_id, password):
     """The open user whose password this is, or 401."""
-    user = _user(ctx, user_id)
+    user = _user(ctx, user_id, PASSWORD)
     if user is None or not ctx.passwords.verify(user_id, user.get("password_hash"), password):
         raise errors.AuthorizationFailed()
     return user
