@@ -25,6 +25,8 @@ from pymongo import (DeleteMany, DeleteOne, InsertOne, ReplaceOne, ReturnDocumen
 
 from be import embedded
 
+pytestmark = pytest.mark.embedded_only  # it tests the embedded engine
+
 T0 = datetime.datetime(2024, 1, 1)
 OID = bson.ObjectId("65a000000000000000000001")
 # values that collide under Python == (mongomock's equality): 1, 1.0, True

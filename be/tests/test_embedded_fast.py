@@ -45,6 +45,8 @@ from be import embedded
 from be.tests.test_embedded import (OID, SCALARS, T0, _check_stores, _clause, _doc,
                                     _filter, _store, _sub, _update, _value)
 
+pytestmark = pytest.mark.embedded_only  # it tests the embedded engine
+
 UTC8 = datetime.timezone(datetime.timedelta(hours=8))
 T1 = T0 + datetime.timedelta(minutes=30)
 AWARE = T0.replace(tzinfo=UTC8)  # never stored: ordering it against a stored date raises

@@ -20,6 +20,8 @@ from be.tests.conftest import new_id
 from be.tests.support import querycheck
 from be.tests.support.querycheck import Recorder, check
 
+pytestmark = pytest.mark.embedded_only  # the query recorder observes the embedded engine's calls
+
 ASC, DESC = 1, -1
 
 

@@ -12,6 +12,7 @@ from be.clock import iso
 from be.db import INDEXES, listing_id
 from be.model import lifecycle, orders, sessions, stores, users
 from be.tests.conftest import new_id
+from be.tests.support import engines
 
 PRICE = {"b1": 1000, "b2": 250}  # the shop fixture's books (stock 10 and 5)
 
@@ -51,7 +52,7 @@ def timers(ctx, order_id):
 def before_call(ctx, collection, method, action):
     """Run ``action()`` once, just before the first ``collection.method`` call the
     models make inside the block (a deterministic stand-in for a racing request)."""
-    engine = ctx.engine.embedded
+    engine = engines.embedded(ctx)
     fired = []
 
     def observer(coll, name, args, kwargs):
@@ -641,7 +642,7 @@ def test_list_queries_are_served_by_a_declared_index(ctx, buyer, shop, call, exp
     def observer(coll, name, args, kwargs):
         if coll == "orders":
             seen.append((name, args, kwargs))
-    ctx.engine.embedded.observer = observer
+    engines.embedded(ctx).observer = observer
     try:
         call(ctx, buyer, shop)
     finally:

@@ -11,6 +11,8 @@ from be import passwords
 from be.model import orders, sessions, stores, users
 from be.tests.conftest import new_id
 
+pytestmark = pytest.mark.embedded_only  # it counts calls with the embedded engine's observer
+
 
 # What each HTTP call does, edge and model: the token or password check that the
 # edge (be.api.common) makes once per request, then the one model function.
