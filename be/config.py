@@ -44,6 +44,9 @@ class Settings:
     request_timeout_s: float = 10.0
     # How long start-up waits for MongoDB to answer before giving up with one line.
     connect_timeout_s: float = 5.0
+    # Reverse proxies in front of the server that append to X-Forwarded-For: the
+    # client address (login throttling, logs) is taken that many hops back.
+    proxy_hops: int = 0
     # werkzeug hash method; tests lower the scrypt cost to stay fast.
     password_method: str = "scrypt:32768:8:1"
     max_body_bytes: int = 64 * 1024 * 1024
@@ -87,6 +90,7 @@ class Settings:
             password_method=os.environ.get("BOOKSTORE_PASSWORD_METHOD", "scrypt:32768:8:1"),
             request_timeout_s=_float_env("BOOKSTORE_REQUEST_TIMEOUT_S", 10.0),
             connect_timeout_s=_float_env("BOOKSTORE_CONNECT_TIMEOUT_S", 5.0),
+            proxy_hops=int(os.environ.get("BOOKSTORE_PROXY_HOPS", "0") or 0),
         )
         values.update(overrides)
         return cls(**values).check()

@@ -44,6 +44,10 @@ INDEXES = {
     "pending": [
         ([("due_at", ASC)], {"expireAfterSeconds": 0}),
     ],
+    # failed password attempts (be.model.throttle), forgotten after an hour
+    "throttle": [
+        ([("expires_at", ASC)], {"expireAfterSeconds": 0}),
+    ],
 }
 
 

@@ -5,6 +5,7 @@ import logging
 from flask import Flask, jsonify, request
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from be import budget, errors
 from be.api import auth, buyer, orders, search, seller
@@ -18,6 +19,8 @@ def create_app(backend):
     app.config["MAX_CONTENT_LENGTH"] = backend.settings.max_body_bytes
     app.json.ensure_ascii = False
     app.json.sort_keys = False
+    if backend.settings.proxy_hops:  # the client's address from X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=backend.settings.proxy_hops)
     for module in (auth, seller, buyer, orders, search):
         app.register_blueprint(module.bp)
     if backend.engine.embedded is not None:
@@ -40,7 +43,10 @@ def create_app(backend):
 
     @app.errorhandler(errors.BookstoreError)
     def business_error(exc):
-        return jsonify(message=exc.message), exc.code
+        response = jsonify(message=exc.message)
+        if isinstance(exc, errors.TooManyAttempts):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response, exc.code
 
     @app.errorhandler(HTTPException)
     def http_error(exc):

@@ -18,9 +18,10 @@ def _token_key(token):
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def login(ctx, user_id, password, terminal):
-    """A new token for ``user_id`` (401 on a wrong password or unknown user)."""
-    user = users.check_password(ctx, user_id, password)
+def login(ctx, user_id, password, terminal, address=None):
+    """A new token for ``user_id`` (401 on a wrong password or unknown user; 429
+    while throttled, see be.model.throttle)."""
+    user = users.check_password(ctx, user_id, password, address)
     token = secrets.token_urlsafe(32)
     now = ctx.clock.now()
     ctx.db.sessions.insert_one({
