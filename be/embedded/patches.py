@@ -111,7 +111,7 @@ def resolve(path):
     return obj
 
 
-def check(table=PATCHES):
+def check():
     """Refuse (RuntimeError) a mongomock other than the tested one, or one missing
     an attribute the table replaces: the replacements copy its private code."""
     found = getattr(mongomock, "__version__", "an unknown version")
@@ -121,19 +121,21 @@ def check(table=PATCHES):
             f"found {found}: install the version pinned in requirements.txt "
             f"(pip install -r requirements.txt)")
     missing = []
-    for patch in table:
+    for patch in PATCHES:
         target = resolve(patch.target)
         if target is None:
             missing.append(patch.target)
         elif not hasattr(target, patch.name):
             missing.append(f"{patch.target}.{patch.name}")
     if missing:
-        names = ", ".join(dict.fromkeys(missing))
-        verb = "no longer exists" if len(missing) == 1 else "no longer exist"
+        missing = list(dict.fromkeys(missing))  # a missing class: once, not per row
+        names = ", ".join(missing)
+        one = len(missing) == 1
         raise RuntimeError(
-            f"{names} {verb} in mongomock {found}, and bookstore's embedded engine "
-            f"replaces it (be/embedded/patches.py): install the version pinned in "
-            f"requirements.txt (pip install -r requirements.txt)")
+            f"{names} {'no longer exists' if one else 'no longer exist'} in mongomock "
+            f"{found}, and bookstore's embedded engine patches {'it' if one else 'them'} "
+            f"(be/embedded/patches.py): install the version pinned in requirements.txt "
+            f"(pip install -r requirements.txt)")
 
 
 def apply():
