@@ -7,6 +7,7 @@ attribute, and requirements.txt must pin the tested version.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -120,3 +121,8 @@ def test_start_up_refuses_a_mongomock_missing_a_patched_class(monkeypatch):
         "mongomock.store.CollectionStore.drop, mongomock.collection.BulkOperationBuilder "
         "no longer exist in mongomock")
 
+
+def test_requirements_pin_the_tested_mongomock():
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        specs = re.findall(r"^mongomock\b\s*(.*?)\s*$", f.read(), re.M)
+    assert specs == [f"=={patches.TESTED_MONGOMOCK}"]
