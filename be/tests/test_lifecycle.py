@@ -128,3 +128,21 @@ def test_doc_api_shows_the_table_as_it_is():
     text = (ROOT / "doc" / "api.md").read_text(encoding="utf-8")
     assert f"```mermaid\n{lifecycle.mermaid()}\n```" in text
     assert lifecycle.markdown_table() in text
+
+
+def test_the_openapi_document_lists_the_tables_states():
+    import yaml
+    spec = yaml.safe_load((ROOT / "doc" / "openapi.yaml").read_text(encoding="utf-8"))
+    enums = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "unpaid" in (node.get("enum") or []):
+                enums.append([s for s in node["enum"] if s])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(spec)
+    assert len(enums) == 2 and all(e == list(STATES) for e in enums)
