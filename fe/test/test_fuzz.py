@@ -1,7 +1,7 @@
 """Hostile input over HTTP, on a server of its own (fresh embedded database, so
 every collection can be compared before and after each request).
 
-1. schemathesis generates requests for every operation of doc/openapi.yaml, valid
+1. schemathesis generates requests for every operation of be/api/openapi.yaml, valid
    and invalid (positive and negative modes), about MAX_EXAMPLES per operation;
    half of them carry a real user's id and token so they get past the
    authentication check into the business logic.
@@ -30,13 +30,13 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from be.api.docs import SPEC_PATH
 from be.audit import audit
 from be.backend import Backend
 from be.config import Settings
 from be.tests.support.faults import snapshot
 from fe.serving import ThreadedServer
 
-SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "openapi.yaml")
 MAX_EXAMPLES = 20
 # documented business codes (511-521) and 503 "busy, retry later"
 BUSINESS = {503} | set(range(511, 522))

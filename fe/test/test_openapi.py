@@ -1,4 +1,4 @@
-"""doc/openapi.yaml against the running server.
+"""be/api/openapi.yaml against the running server.
 
 1. The document is valid OpenAPI (openapi-spec-validator) and documents exactly the
    routes the Flask app serves.
@@ -30,9 +30,9 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 
 from be.api import create_app
+from be.api.docs import SPEC_PATH
 from fe import conf
 
-SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "openapi.yaml")
 SEARCH_OPS = {("get", "/search/books"), ("get", "/books/{book_id}"),
               ("get", "/books/{book_id}/pictures/{n}")}
 REQUEST_SCHEMAS = {"Id", "Password", "Cents", "NullableText", "Credentials", "Login",
