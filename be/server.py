@@ -38,7 +38,12 @@ class JsonErrorTask(ErrorTask):
 
     def execute(self):
         error = self.request.error
-        body = json.dumps({"message": f"{error.reason}: {error.body}"}).encode("utf-8")
+        detail = error.body
+        if error.code == 431:
+            limit = self.channel.adj.max_request_header_size
+            detail = (f"the request line and headers must fit in {limit} bytes "
+                      f"({limit / 1024:g} KiB)")
+        body = json.dumps({"message": f"{error.reason}: {detail}"}).encode("utf-8")
         self.status = f"{error.code} {error.reason}"
         self.response_headers.extend([("Content-Type", "application/json"),
                                       (REQUEST_ID_HEADER, uuid.uuid4().hex)])
