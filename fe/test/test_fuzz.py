@@ -3,8 +3,9 @@ every collection can be compared before and after each request).
 
 1. schemathesis generates requests for every operation of be/api/openapi.yaml, valid
    and invalid (positive and negative modes), about MAX_EXAMPLES per operation;
-   half of them carry a real user's id and token so they get past the
-   authentication check into the business logic.
+   half of them carry a real user's id and token (as the ``token`` header or as
+   ``Authorization: Bearer``) so they get past the authentication check into the
+   business logic.
 2. Hand-made cases: for every field of every call, missing, null, wrong types
    (numbers as strings, booleans as counts, floats, nested objects, arrays), zero,
    negative and huge numbers, empty and very long strings, ids holding '.', '$',
@@ -148,9 +149,13 @@ SCHEMA = schemathesis.openapi.from_path(SPEC_PATH)
 SCHEMA.config.generation.update(
     modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
     max_examples=MAX_EXAMPLES)
+# operator's calls whose success is not a JSON message (metrics, the docs page and its
+# files, the OpenAPI document itself); their errors are JSON like every other
+NOT_JSON = {"/metrics", "/docs", "/docs/static/{filename}", "/openapi.json", "/openapi.yaml"}
 # calls that would log the fuzzing user out or lock it: fuzzed anonymously only
 NO_REAL_USER = {"/auth/logout", "/auth/unregister", "/auth/password"}
 _turn = itertools.count()
+_style = itertools.count()  # token header or Bearer, alternately
 SESSION = requests.Session()  # one keep-alive connection for every generated request
 
 
@@ -163,10 +168,17 @@ def _with_real_user(case, world):
         case.body["user_id"] = user
     if isinstance(case.query, dict) and "user_id" in case.query:
         case.query["user_id"] = user
-    if case.headers is not None and "token" in case.headers:
-        case.headers["token"] = world.tokens[user]
-    elif case.headers is None and case.path not in ("/ping",):
-        case.headers = {"token": world.tokens[user]}
+    if case.path in ("/ping",):
+        return
+    # the token as the classic header or, every other time, as a Bearer token (the
+    # generated values of both are dropped: the token header would win)
+    headers = {k: v for k, v in (case.headers or {}).items()
+               if k.lower() not in ("token", "authorization")}
+    if next(_style) % 2:
+        headers["Authorization"] = f"Bearer {world.tokens[user]}"
+    else:
+        headers["token"] = world.tokens[user]
+    case.headers = headers
 
 
 @SCHEMA.parametrize()
@@ -175,7 +187,7 @@ def _with_real_user(case, world):
 def test_schemathesis(case, fuzz):
     backend, world = fuzz
     _with_real_user(case, world)
-    binary = case.path.endswith("/pictures/{n}")
+    binary = case.path.endswith("/pictures/{n}") or case.path in NOT_JSON
     try:
         guarded(backend, lambda: case.call(base_url=world.url.rstrip("/"), session=SESSION,
                                            timeout=30),
