@@ -171,6 +171,10 @@ def _zeroes():
         SWEEP_CHANGES.labels(outcome)
     for outcome in ("fired", "noop", "ignored", "skipped"):
         WATCHER_EVENTS.labels(outcome)
+    for reason in ("history_lost", "token_refused", "invalidated", "error"):
+        WATCHER_RESTARTS.labels(reason)
+    for status in ("400", "413", "431", "500"):  # what waitress answers itself
+        REFUSED_BY_SERVER.labels(status)
 
 
 _zeroes()

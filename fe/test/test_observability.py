@@ -216,3 +216,27 @@ def test_request_queue_gauges_and_the_reserved_throttle_counter_are_exposed():
     assert value(samples, "bookstore_request_queue_depth") >= 0
     assert value(samples, "bookstore_request_threads_busy") >= 1  # the scrape itself
     assert ("bookstore_login_throttled_total", ()) in samples
+
+
+def test_the_readme_names_only_metrics_that_exist_and_its_alerts_parse():
+    import os
+    import re
+
+    import yaml
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"),
+                  encoding="utf-8").read()
+    section = readme[readme.index("## Operating the server"):readme.index("## Tools")]
+    exposed = {name for name, _ in scrape()}
+
+    def known(name):  # a sample, or a histogram's base name
+        return name in exposed or f"{name}_count" in exposed
+
+    named = set(re.findall(r"\bbookstore_[a-z_]+[a-z]", section))
+    assert {n for n in named if not known(n)} == set()
+    assert len(named) >= 20
+    (rules,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    alerts = yaml.safe_load(rules)["groups"][0]["rules"]
+    assert "BookstoreTimersNotFiring" in {a["alert"] for a in alerts}
+    for alert in alerts:
+        used = set(re.findall(r"bookstore_[a-z_]+[a-z]", alert["expr"]))
+        assert used and all(known(n) for n in used), alert

@@ -84,6 +84,17 @@ def test_spec_is_valid_openapi():
     validate_spec(load_spec())
 
 
+def test_the_document_ships_in_the_package():
+    """The served document is package data (pyproject.toml), not a file of the checkout
+    that an installed server would not have."""
+    import tomllib
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    assert os.path.samefile(os.path.dirname(SPEC_PATH), os.path.join(root, "be", "api"))
+    assert os.path.basename(SPEC_PATH) in package_data["be.api"]
+
+
 def _app_routes(backend):
     routes = set()
     for rule in create_app(backend).url_map.iter_rules():
