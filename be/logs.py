@@ -40,12 +40,13 @@ def log_format(value=None):
 
 
 def configure(fmt=None, stream=None):
-    """INFO and above to stderr (or ``stream``) in the chosen format; replaces any
-    handlers already on the root logger."""
+    """INFO and above to stderr (or ``stream``) in the chosen format, unless the root
+    logger already has handlers (logging.basicConfig's rule: a program that set up
+    logging itself keeps its set-up)."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format(fmt) == "json"
                          else logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 class QueueNotice(logging.Filter):

@@ -14,6 +14,7 @@ timer kinds and sweep outcomes come from be.model.lifecycle), so the series stay
 bounded whatever clients send.
 """
 import time
+import weakref
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -70,6 +71,17 @@ QUEUE_DEPTH = Gauge(
 THREADS_BUSY = Gauge(
     "bookstore_request_threads_busy",
     "Request threads serving a request at scrape time.")
+
+# The request dispatchers (waitress task queues) of this process's servers; the two
+# gauges above add them up when scraped. Weak: a stopped server's goes away with it.
+_DISPATCHERS = weakref.WeakSet()
+QUEUE_DEPTH.set_function(lambda: sum(len(d.queue) for d in list(_DISPATCHERS)))
+THREADS_BUSY.set_function(lambda: sum(d.active_count for d in list(_DISPATCHERS)))
+
+
+def watch_dispatcher(dispatcher):
+    """Count ``dispatcher`` (a waitress ThreadedTaskDispatcher) in the queue gauges."""
+    _DISPATCHERS.add(dispatcher)
 
 LOGIN_THROTTLED = Counter(
     "bookstore_login_throttled_total",

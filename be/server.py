@@ -102,9 +102,7 @@ def make_server(app, host="127.0.0.1", port=0, threads=8, **options):
     for listener in sockets.values():  # one per address ("localhost" may give two)
         if hasattr(listener, "channel_class"):
             listener.channel_class = Channel
-    dispatcher = server.task_dispatcher
-    metrics.QUEUE_DEPTH.set_function(lambda: len(dispatcher.queue))
-    metrics.THREADS_BUSY.set_function(lambda: dispatcher.active_count)
+    metrics.watch_dispatcher(server.task_dispatcher)
     return server
 
 

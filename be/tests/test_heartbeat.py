@@ -200,6 +200,7 @@ def test_json_log_lines(monkeypatch):
     saved = root.handlers[:], root.level
     out = io.StringIO()
     try:
+        root.handlers[:] = []  # configure leaves a logging set-up it finds alone
         logs.configure("json", out)
         logging.getLogger("bookstore.test").info("hello %s", "world",
                                                  extra={"fields": {"request_id": "r1"}})
