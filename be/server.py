@@ -140,7 +140,8 @@ def serve(backend, host="127.0.0.1", port=5000, threads=None, demo=False):
         ": expected under load, the embedded engine serves one request at a time"
         if backend.settings.embedded else ": raise --threads if latency suffers")))
     sweeper = _start_sweeper(backend)
-    log.info("serving on http://%s:%d/ with %d request thread%s", host, port, threads,
+    log.info("serving on http://%s:%d/ with %d request thread%s; API docs at /docs, "
+             "probes at /health and /ready, metrics at /metrics", host, port, threads,
              "" if threads == 1 else "s")
     server.print_listen("Serving on http://{}:{}")
     try:
