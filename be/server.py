@@ -1,5 +1,7 @@
-"""The API server: waitress with a quieter connection (``Channel``), the request
-thread default, and the serve loop ``python app.py`` (or ``bookstore-server``) runs.
+"""The API server: waitress with a quieter connection (``Channel``) whose own error
+replies are JSON (``JsonErrorTask``), the request thread default, and the serve loop
+``python app.py`` (or ``bookstore-server``) runs, with its logging (be.logs: text or
+JSON lines, waitress's queue warnings as a periodic notice).
 
 Apart from app.py so the bench (fe.bench.run), the REST tests (fe.serving) and the
 console script build the same server from a be module: app.py is only the
