@@ -47,6 +47,11 @@ class Settings:
     # client. It must stay well inside the lease above, so that a request stalled
     # past it cannot write after recovery took its order over (see ``check``).
     request_timeout_s: float = 10.0
+    # How long start-up waits for MongoDB to answer before giving up with one line.
+    connect_timeout_s: float = 5.0
+    # Reverse proxies in front of the server that append to X-Forwarded-For: the
+    # client address (login throttling, logs) is taken that many hops back.
+    proxy_hops: int = 0
     # werkzeug hash method; tests lower the scrypt cost to stay fast.
     password_method: str = "scrypt:32768:8:1"
     max_body_bytes: int = 64 * 1024 * 1024
@@ -107,6 +112,8 @@ class Settings:
             ready_timeout_s=_float_env("BOOKSTORE_READY_TIMEOUT_S", 2.0),
             driver_max_age_s=_int_env("BOOKSTORE_DRIVER_MAX_AGE_S", 0),
             cors_origins=_list_env("BOOKSTORE_CORS_ORIGINS"),
+            connect_timeout_s=_float_env("BOOKSTORE_CONNECT_TIMEOUT_S", 5.0),
+            proxy_hops=int(os.environ.get("BOOKSTORE_PROXY_HOPS", "0") or 0),
         )
         values.update(overrides)
         return cls(**values).check()

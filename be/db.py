@@ -10,7 +10,10 @@ import json
 import pymongo
 from pymongo import ASCENDING as ASC, DESCENDING as DESC
 from pymongo import uri_parser
+from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.read_concern import ReadConcern
+
+from be.errors import StartupError
 
 # collection -> list of (keys, options). _id is always indexed.
 INDEXES = {
@@ -40,6 +43,10 @@ INDEXES = {
     ],
     "pending": [
         ([("due_at", ASC)], {"expireAfterSeconds": 0}),
+    ],
+    # failed password attempts (be.model.throttle), forgotten after an hour
+    "throttle": [
+        ([("expires_at", ASC)], {"expireAfterSeconds": 0}),
     ],
 }
 
@@ -91,6 +98,35 @@ def make_client(settings, **extra):
         **client_options(settings.mongodb_uri, settings.request_timeout_s), **extra)
 
 
+def where(uri):
+    """The hosts a MongoDB URI names, without its credentials (for messages)."""
+    try:
+        nodes = uri_parser.parse_uri(uri)["nodelist"]
+        return ", ".join(f"{host}:{port}" for host, port in nodes) or uri.split("@")[-1]
+    except (ConfigurationError, ValueError):
+        return "(unparsable URI)"
+
+
+def _reachable_client(settings):
+    """A client that has answered a ping within ``connect_timeout_s`` (5 s by
+    default), or StartupError with one line saying why. Unchecked, the first index
+    creation would wait for the whole request budget and die in a long traceback."""
+    try:
+        client = make_client(settings)
+    except (ConfigurationError, ValueError) as exc:  # InvalidURI is a ConfigurationError
+        raise StartupError(f"MONGODB_URI is not a valid MongoDB URI: {exc}") from None
+    try:
+        with pymongo.timeout(settings.connect_timeout_s):
+            client.admin.command("ping")
+    except PyMongoError as exc:
+        client.close()
+        reason = str(exc).split(",")[0].split(" (configured timeouts")[0]
+        raise StartupError(
+            f"cannot reach MongoDB at {where(settings.mongodb_uri)} within "
+            f"{settings.connect_timeout_s:g} s (BOOKSTORE_CONNECT_TIMEOUT_S): {reason}") from None
+    return client
+
+
 class Engine:
     """Owns the process's client; ``database()`` is what the models use."""
 
@@ -103,7 +139,7 @@ class Engine:
             self.client = self.embedded.client
         else:
             self.embedded = None
-            self.client = make_client(settings)
+            self.client = _reachable_client(settings)
             self.db = self.client[settings.db_name]
         ensure_indexes(self.db)
 

@@ -11,6 +11,11 @@ class BookstoreError(Exception):
         super().__init__(self.message)
 
 
+class StartupError(Exception):
+    """The server or the watcher cannot start (database unreachable, port taken):
+    the entry points print the message as one line and exit with status 2."""
+
+
 def _error(name, code, template):
     return type(name, (BookstoreError,), {"code": code, "template": template})
 
@@ -29,3 +34,14 @@ FundsTooLow = _error("FundsTooLow", 519, "not sufficient funds: {}")
 BadOrderState = _error("BadOrderState", 520, "order {} is {}: {}")
 OrderExpired = _error("OrderExpired", 521, "order {} expired: its payment window has closed")
 Busy = _error("Busy", 503, "order {} is being changed by another request; retry")
+
+
+class TooManyAttempts(BookstoreError):
+    """429: too many wrong passwords for this account or from this address; the
+    reply's Retry-After header says when to try again (be.model.throttle)."""
+    code = 429
+    template = "too many failed password attempts; retry after {} s"
+
+    def __init__(self, retry_after):
+        super().__init__(retry_after)
+        self.retry_after = retry_after

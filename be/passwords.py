@@ -21,20 +21,34 @@ class PasswordHasher:
         self._verified = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._dummy_hash = None
 
     def hash(self, password):
         return generate_password_hash(password, method=self.method)
+
+    def _dummy(self):
+        """A hash of a random password with this method, made once: what a check
+        without a stored hash compares against."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hash(secrets.token_urlsafe(16))
+        return self._dummy_hash
 
     def _tag(self, password):
         return hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
 
     def verify(self, user_id, stored_hash, password):
-        if not stored_hash:
-            return False
+        """True if ``password`` matches ``stored_hash``. Only a match can be fast (the
+        cache); a wrong password always costs one full hash, against a dummy hash
+        when there is no stored one (unknown user, closed account), so the time of
+        a failure does not tell whether the account exists or logged in lately."""
         tag = self._tag(password)
         cached = self._verified.get(user_id)
-        if cached is not None and cached[0] == stored_hash:
-            return hmac.compare_digest(cached[1], tag)
+        if stored_hash and cached is not None and cached[0] == stored_hash and \
+                hmac.compare_digest(cached[1], tag):
+            return True
+        if not stored_hash:
+            check_password_hash(self._dummy(), password)
+            return False
         if not check_password_hash(stored_hash, password):
             return False
         with self._lock:

@@ -9,9 +9,11 @@ console script build the same server from a be module: app.py is only the
 used and the timeout sweep runs in this process.
 """
 import argparse
+import errno
 import json
 import logging
 import signal
+import sys
 import threading
 import uuid
 
@@ -23,6 +25,7 @@ from be import logs, metrics
 from be.api import create_app
 from be.api.access import REQUEST_ID_HEADER
 from be.backend import Backend
+from be.errors import StartupError
 
 log = logging.getLogger("bookstore")
 
@@ -121,10 +124,16 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """``python app.py`` and ``bookstore-server``: parse the flags, then serve."""
+    """``python app.py`` and ``bookstore-server``: parse the flags, then serve.
+    A start-up failure (database unreachable, port taken) is one line on stderr
+    and exit status 2."""
     args = parse_args(argv)
     logs.configure()
-    serve(Backend(), args.host, args.port, args.threads, demo=args.demo)
+    try:
+        serve(Backend(), args.host, args.port, args.threads, demo=args.demo)
+    except StartupError as exc:
+        print(f"bookstore: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def serve(backend, host="127.0.0.1", port=5000, threads=None, demo=False):
@@ -137,7 +146,12 @@ def serve(backend, host="127.0.0.1", port=5000, threads=None, demo=False):
         print(demo_data.instructions(demo_data.setup(backend), f"http://{host}:{port}/"),
               flush=True)
     threads = threads or default_threads(backend)
-    server = make_server(app, host, port, threads)
+    try:
+        server = make_server(app, host, port, threads)
+    except OSError as exc:
+        hint = (": another process is listening there (stop it or pass --port)"
+                if exc.errno == errno.EADDRINUSE else f": {exc.strerror or exc}")
+        raise StartupError(f"cannot listen on {host}:{port}{hint}") from None
     logging.getLogger("waitress.queue").addFilter(logs.QueueNotice(threads, hint=(
         ": expected under load, the embedded engine serves one request at a time"
         if backend.settings.embedded else ": raise --threads if latency suffers")))

@@ -426,7 +426,12 @@ def main(argv=None, backend_factory=None):
         return 2
 
     from be.backend import Backend
-    backend = (backend_factory or Backend)(settings)
+    from be.errors import StartupError
+    try:
+        backend = (backend_factory or Backend)(settings)
+    except StartupError as exc:
+        print(f"be.watcher: {exc}", file=sys.stderr, flush=True)
+        return 2
     if args.metrics_port is not None:
         port = serve_metrics(args.metrics_host, args.metrics_port)
         log.info("metrics on http://%s:%d/metrics", args.metrics_host, port)

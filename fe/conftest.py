@@ -4,17 +4,17 @@ over a fresh embedded database, and a generated book file for fe.access.book."""
 import pytest
 
 from be.backend import Backend
-from be.config import Settings
 from be.sample_books import generate
+from be.tests.support import engines
 from fe import conf
 from fe.serving import ThreadedServer
-
-TEST_SETTINGS = dict(password_method="pbkdf2:sha256:1000")
 
 
 @pytest.fixture(scope="session")
 def backend():
-    return Backend(Settings.from_env(mongodb_uri="", **TEST_SETTINGS))
+    """The session server's backend: embedded, or BOOKSTORE_TEST_MONGODB_URI's."""
+    settings = engines.settings("rest")
+    return Backend(settings, engine=engines.engine(settings))
 
 
 @pytest.fixture(scope="session", autouse=True)

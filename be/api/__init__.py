@@ -13,6 +13,7 @@ import time
 from flask import Flask, jsonify, request
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from be import budget, errors, metrics
 from be.api import access, auth, buyer, cors, docs, health, monitoring, orders, search, seller
@@ -29,6 +30,8 @@ def create_app(backend):
     app.config["BOOKSTORE_STARTED"] = time.monotonic()
     access.install(app)
     cors.install(app, backend.settings.cors_origins)
+    if backend.settings.proxy_hops:  # the client's address from X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=backend.settings.proxy_hops)
     for module in (auth, seller, buyer, orders, search):
         app.register_blueprint(module.bp)
     if backend.engine.embedded is not None:
@@ -54,7 +57,10 @@ def create_app(backend):
 
     @app.errorhandler(errors.BookstoreError)
     def business_error(exc):
-        return jsonify(message=exc.message), exc.code
+        response = jsonify(message=exc.message)
+        if isinstance(exc, errors.TooManyAttempts):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response, exc.code
 
     @app.errorhandler(HTTPException)
     def http_error(exc):

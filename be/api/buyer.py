@@ -30,20 +30,6 @@ def add_funds(b):
     return ok()
 
 
-@bp.post("/receive")
-@signed_in(s.OrderRef)
-def receive(b):
-    orders.receive(backend(), b.user_id, b.order_id)
-    return ok()
-
-
-@bp.post("/cancel_order")
-@signed_in(s.OrderRef)
-def cancel_order(b):
-    orders.cancel_order(backend(), b.user_id, b.order_id)
-    return ok()
-
-
 @bp.get("/orders")
 @signed_in(s.OrdersQuery, query)
 def buyer_orders(q):

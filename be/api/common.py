@@ -78,8 +78,15 @@ def signed_in(schema, source=body):
                     lambda ctx, args: sessions.authenticate(ctx, args.user_id, token()))
 
 
+def client_address():
+    """The caller's address, for login throttling (be.model.throttle). Behind a
+    proxy this is the proxy's address unless the proxy is trusted (see README)."""
+    return request.remote_addr
+
+
 def password_checked(schema):
-    """The body's ``password`` must be ``user_id``'s (401 otherwise): payment and
-    add_funds are authenticated this way, as in the classic contract."""
-    return _checked(schema, body,
-                    lambda ctx, args: users.check_password(ctx, args.user_id, args.password))
+    """The body's ``password`` must be ``user_id``'s (401 otherwise; 429 while
+    throttled): payment and add_funds are authenticated this way, as in the
+    classic contract."""
+    return _checked(schema, body, lambda ctx, args: users.check_password(
+        ctx, args.user_id, args.password, client_address()))

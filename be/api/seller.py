@@ -29,13 +29,6 @@ def add_stock_level(b):
     return ok()
 
 
-@bp.post("/ship")
-@signed_in(s.OrderRef)
-def ship(b):
-    orders.ship(backend(), b.user_id, b.order_id)
-    return ok()
-
-
 @bp.get("/orders")
 @signed_in(s.OrdersQuery, query)
 def seller_orders(q):

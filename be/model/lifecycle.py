@@ -15,7 +15,11 @@ Each action names:
   enters   the state it enters, and ``stamp``, the order field set to that moment;
   by       who may take it: the order's buyer, its seller, or the system (a timer);
   sets / clears  the timer (a ``pending`` document) it starts or retires;
-  record / event fields it sets on the order / adds to the history entry.
+  record / event fields it sets on the order / adds to the history entry;
+  route    how doc/api.md names it; ``path``: the HTTP call for an action that
+           needs nothing but the order (``POST path`` with ``user_id`` and
+           ``order_id``, served from this table by be/api/orders.py). ``place``
+           and ``pay`` carry more (lines, a password) and have their own views.
 """
 from dataclasses import dataclass, field
 
@@ -52,6 +56,7 @@ class Action:
     record: dict = field(default_factory=dict)
     event: dict = field(default_factory=dict)
     route: str = ""
+    path: str = None
 
     def owes(self, state):
         """The effects the order owes when this action takes it out of ``state``."""
@@ -72,14 +77,16 @@ ACTIONS = {a.name: a for a in (
            route="`payment`"),
     Action("cancel", "buyer", {"unpaid": ("restore",), "paid": ("restore", "refund")},
            "cancelled", "cancelled_at", clears="pay", record={"cancel_reason": "buyer"},
-           event={"reason": "buyer"}, route="`cancel_order` (reason `buyer`)"),
+           event={"reason": "buyer"}, route="`cancel_order` (reason `buyer`)",
+           path="/buyer/cancel_order"),
     Action("expire", "system", {"unpaid": ("restore",)}, "cancelled", "cancelled_at",
            clears="pay", record={"cancel_reason": "timeout"}, event={"reason": "timeout"},
            route="the pay timeout (reason `timeout`)"),
     Action("ship", "seller", {"paid": ()}, "shipped", "shipped_at", sets="receive",
-           route="`ship` (seller)"),
+           route="`ship` (seller)", path="/seller/ship"),
     Action("receive", "buyer", {"shipped": ("credit",)}, "received", "received_at",
-           clears="receive", event={"by": "buyer"}, route="`receive` (buyer)"),
+           clears="receive", event={"by": "buyer"}, route="`receive` (buyer)",
+           path="/buyer/receive"),
     Action("auto_receive", "system", {"shipped": ("credit",)}, "received", "received_at",
            clears="receive", event={"by": "timeout"},
            route="the receive timeout (history `\"by\": \"timeout\"`)"),

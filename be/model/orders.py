@@ -23,7 +23,7 @@ from pymongo import ReturnDocument, UpdateOne
 from be import errors, metrics
 from be.clock import iso
 from be.db import listing_id
-from be.model import effects, stores
+from be.model import effects, stores, users
 from be.model.lifecycle import ACTIONS, TIMERS
 
 AFTER = ReturnDocument.AFTER
@@ -265,13 +265,18 @@ def new_order(ctx, user_id, store_id, lines):
         if found[book_id]["stock_level"] < count:
             raise errors.StockTooLow(book_id)
     items = [{"book_id": b, "count": c, "price": found[b]["price"]} for b, c in lines]
+    total = sum(i["count"] * i["price"] for i in items)
+    if total > users.MAX_BALANCE:  # and so inside int64, which MongoDB stores
+        raise errors.BadRequest(
+            f"invalid field 'books': the order would total {total} cents, over the "
+            f"{users.MAX_BALANCE} that any balance can hold; order fewer copies")
     now = ctx.clock.now()
     owner = _nonce()
     timer = TIMERS[place.sets]
     order = {
         "_id": uuid.uuid4().hex, "buyer_id": user_id, "store_id": store_id,
         "seller_id": store["owner_id"], "state": place.enters, "items": items,
-        "total_price": sum(i["count"] * i["price"] for i in items),
+        "total_price": total,
         place.stamp: now, "updated_at": now,
         timer.deadline: _deadline(ctx, place.sets, now),
         "history": [{"state": place.enters, "at": now}],

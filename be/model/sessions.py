@@ -18,9 +18,10 @@ def _token_key(token):
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def login(ctx, user_id, password, terminal):
-    """A new token for ``user_id`` (401 on a wrong password or unknown user)."""
-    user = users.check_password(ctx, user_id, password)
+def login(ctx, user_id, password, terminal, address=None):
+    """A new token for ``user_id`` (401 on a wrong password or unknown user; 429
+    while throttled, see be.model.throttle)."""
+    user = users.check_password(ctx, user_id, password, address)
     token = secrets.token_urlsafe(32)
     now = ctx.clock.now()
     ctx.db.sessions.insert_one({
@@ -37,7 +38,7 @@ def login(ctx, user_id, password, terminal):
 def authenticate(ctx, user_id, token):
     """The user that ``token`` was issued to, if it is ``user_id``: 511 when no such
     user exists, 401 when the token is not a live session of that user."""
-    user = users.open_user(ctx, user_id, {"password_hash": 0})
+    user = users.open_user(ctx, user_id, users.SIGN_IN)
     if user is None:
         raise errors.NoSuchUser(user_id)
     session = ctx.db.sessions.find_one({"_id": _token_key(token or "")}) if token else None

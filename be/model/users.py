@@ -12,8 +12,13 @@ Closed accounts stay as tombstones: their money is kept, their id not reused.
 from pymongo.errors import DuplicateKeyError
 
 from be import errors
+from be.model import throttle
 
-MAX_BALANCE = 10**15  # cents; keeps every sum far inside int64
+MAX_BALANCE = 10**15  # cents; keeps every sum far inside int64 (9.2 * 10**18)
+# What each check reads of a user: never the ``ops`` marker array, which grows
+# with the orders in flight and is read only by the effects' own guarded updates.
+SIGN_IN = {"epoch": 1, "closed_at": 1}
+PASSWORD = {"password_hash": 1, "epoch": 1, "closed_at": 1}
 
 
 def register(ctx, user_id, password):
@@ -39,16 +44,22 @@ def _user(ctx, user_id, projection=None):
     return user
 
 
-def check_password(ctx, user_id, password):
-    """The open user whose password this is, or 401."""
-    user = _user(ctx, user_id)
-    if user is None or not ctx.passwords.verify(user_id, user.get("password_hash"), password):
+def check_password(ctx, user_id, password, address=None):
+    """The open user whose password this is, or 401; 429 while the account or the
+    client ``address`` is throttled after repeated failures (be.model.throttle).
+    Unknown users cost the same hash as known ones, so timing tells nothing."""
+    attempt = throttle.keys(user_id, address)
+    counters = throttle.check(ctx, attempt)
+    user = _user(ctx, user_id, PASSWORD)
+    if not ctx.passwords.verify(user_id, user and user.get("password_hash"), password):
+        throttle.failed(ctx, attempt)
         raise errors.AuthorizationFailed()
+    throttle.succeeded(ctx, counters)
     return user
 
 
-def change_password(ctx, user_id, old_password, new_password):
-    user = check_password(ctx, user_id, old_password)
+def change_password(ctx, user_id, old_password, new_password, address=None):
+    user = check_password(ctx, user_id, old_password, address)
     result = ctx.db.users.update_one(
         {"_id": user_id, "password_hash": user["password_hash"], "closed_at": None},
         {"$set": {"password_hash": ctx.passwords.hash(new_password)}, "$inc": {"epoch": 1}})
@@ -57,8 +68,8 @@ def change_password(ctx, user_id, old_password, new_password):
     ctx.db.sessions.delete_many({"user_id": user_id})  # clean-up; epoch already retired them
 
 
-def unregister(ctx, user_id, password):
-    user = check_password(ctx, user_id, password)
+def unregister(ctx, user_id, password, address=None):
+    user = check_password(ctx, user_id, password, address)
     result = ctx.db.users.update_one(
         {"_id": user_id, "password_hash": user["password_hash"], "closed_at": None},
         {"$set": {"closed_at": ctx.clock.now()}, "$unset": {"password_hash": ""},

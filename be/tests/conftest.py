@@ -5,15 +5,16 @@ import pytest
 
 from be.backend import Backend
 from be.clock import ManualClock
-from be.config import Settings
+from be.tests.support import engines
 from be.model import sessions, stores, users
 
 
 @pytest.fixture
 def ctx():
-    settings = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
-                                 pay_timeout_s=900, receive_timeout_s=604800)
-    return Backend(settings, clock=ManualClock())
+    """A fresh database (embedded; or the run's MongoDB database, emptied: see
+    be/tests/support/engines.py) and a clock the test moves."""
+    settings = engines.settings(pay_timeout_s=900, receive_timeout_s=604800)
+    return Backend(settings, clock=ManualClock(), engine=engines.engine(settings))
 
 
 def new_id(prefix):

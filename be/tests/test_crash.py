@@ -27,6 +27,8 @@ from be.tests.support.faults import (Crash, count_writes, crash_at, crash_points
                                      sibling, snapshot)
 from be.watcher import sweep
 
+pytestmark = pytest.mark.embedded_only  # fault injection into the embedded engine's calls
+
 FUNDS = 100_000
 LINES = [("b1", 2), ("b2", 3)]  # two lines: every bulk write has two operations
 TOTAL = 2 * 1000 + 3 * 250

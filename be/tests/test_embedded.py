@@ -24,6 +24,9 @@ from pymongo import (DeleteMany, DeleteOne, InsertOne, ReplaceOne, ReturnDocumen
                      UpdateMany, UpdateOne)
 
 from be import embedded
+from be.embedded import fastpaths, indexmaps
+
+pytestmark = pytest.mark.embedded_only  # it tests the embedded engine
 
 T0 = datetime.datetime(2024, 1, 1)
 OID = bson.ObjectId("65a000000000000000000001")
@@ -221,9 +224,9 @@ def _outcome(coll, method, args, kwargs):
 def _maps_from_scratch(store):
     fresh = {}
     for field, fmap in store._secondary.maps.items():
-        again = embedded._FieldMap(field)
+        again = indexmaps._FieldMap(field)
         for key, doc in store._documents.items():
-            again.update(key, embedded._NO_KEYS, again.keys(doc))
+            again.update(key, indexmaps._NO_KEYS, again.keys(doc))
         fresh[field] = again
     return fresh
 
@@ -379,7 +382,7 @@ def test_indexed_queries_do_not_scan(coll, monkeypatch):
         return match
 
     # the engine's own match and mongomock's (a scan calls it directly)
-    monkeypatch.setattr(embedded, "_applies", counting(embedded._applies))
+    monkeypatch.setattr(fastpaths, "_applies", counting(fastpaths._applies))
     monkeypatch.setattr(mm_collection, "filter_applies", counting(mm_collection.filter_applies))
     assert coll.count_documents({"k": 42}) == 30
     assert calls == []                              # the map's answer is exact

@@ -6,7 +6,7 @@ mongomock's date walk, ``_quick_match`` answers common filter clauses before
 ``filter_applies``, a single-document update by ``_id`` (``update_one``,
 ``find_one_and_update``, a ``bulk_write`` of such UpdateOnes) snapshots only the
 fields it writes, and a plain projection copies its fields directly. With
-``embedded.FAST_PATHS = False`` every shortcut but the date walk steps aside.
+``fastpaths.FAST_PATHS = False`` every shortcut but the date walk steps aside.
 
 Proven here:
 
@@ -42,8 +42,11 @@ from mongomock.filtering import filter_applies
 from pymongo import DeleteOne, InsertOne, ReturnDocument, UpdateMany, UpdateOne
 
 from be import embedded
+from be.embedded import copies, fastpaths, fastwrites, indexmaps, patches
 from be.tests.test_embedded import (OID, SCALARS, T0, _check_stores, _clause, _doc,
                                     _filter, _store, _sub, _update, _value)
+
+pytestmark = pytest.mark.embedded_only  # it tests the embedded engine
 
 UTC8 = datetime.timezone(datetime.timedelta(hours=8))
 T1 = T0 + datetime.timedelta(minutes=30)
@@ -52,11 +55,11 @@ AWARE = T0.replace(tzinfo=UTC8)  # never stored: ordering it against a stored da
 
 @contextlib.contextmanager
 def _fast(flag):
-    saved, embedded.FAST_PATHS = embedded.FAST_PATHS, flag
+    saved, fastpaths.FAST_PATHS = fastpaths.FAST_PATHS, flag
     try:
         yield
     finally:
-        embedded.FAST_PATHS = saved
+        fastpaths.FAST_PATHS = saved
 
 
 # ---------------------------------------------------------------- _patch_dates
@@ -106,22 +109,23 @@ def _containers(value):
 
 def test_patch_dates_is_mongomock_date_walk(monkeypatch):
     rnd = random.Random(7)
+    patches.apply()  # as an engine's start-up: keeps mongomock's walk as ``original``
     # the original walk recurses through the helpers' module attribute, which the
     # engine replaced: put the original back for the reference answers
     monkeypatch.setattr(mm_helpers, "patch_datetime_awareness_in_document",
-                        embedded._original_patch_dates)
+                        copies._patch_dates.original)
     samples = [_dated(rnd) for _ in range(3000)] + DATED_LEAVES
     for value in samples:
         before = _shape(value)
-        ours, theirs = embedded._patch_dates(value), embedded._original_patch_dates(value)
+        ours, theirs = copies._patch_dates(value), copies._patch_dates.original(value)
         assert _shape(ours) == _shape(theirs), value
         assert _shape(value) == before                    # the input is untouched
         inputs = {id(c) for c in _containers(value)}
         assert not any(id(c) in inputs for c in _containers(ours)), value  # fresh copies
     # the values that matter came out converted
     aware = T0.replace(hour=8, microsecond=4567, tzinfo=UTC8)
-    assert embedded._patch_dates({"t": [aware]}) == {"t": [T0.replace(microsecond=4000)]}
-    now = embedded._patch_dates([bson.Timestamp(0, 0)])[0]
+    assert copies._patch_dates({"t": [aware]}) == {"t": [T0.replace(microsecond=4000)]}
+    now = copies._patch_dates([bson.Timestamp(0, 0)])[0]
     assert isinstance(now, bson.Timestamp) and now.time > 10 ** 9
 
 
@@ -199,7 +203,7 @@ def test_quick_match_answers_as_filter_applies(seed):
             flt.update(_handled_clause(rnd) if only_handled or rnd.random() < 0.6
                        else _other_clause(rnd))
         doc = _qdoc(rnd)
-        quick, quick_error = _answer(embedded._quick_match, flt, doc)
+        quick, quick_error = _answer(fastpaths._quick_match, flt, doc)
         full, full_error = _answer(filter_applies, flt, doc)
         handled += only_handled
         if quick_error is not None:  # only what mongomock raises too (naive vs aware)
@@ -216,7 +220,7 @@ def test_quick_match_answers_as_filter_applies(seed):
     assert min(outcomes[True], outcomes[False]) > 250, outcomes
     assert raised, "no clause ordered a naive date against an aware one"
     with _fast(False):
-        assert embedded._quick_match({"a": "x"}, {"a": "x"}) is None
+        assert fastpaths._quick_match({"a": "x"}, {"a": "x"}) is None
 
 
 def test_quick_match_clause_by_clause():
@@ -230,11 +234,11 @@ def test_quick_match_clause_by_clause():
         ({"a": {"$ne": 1}}, {"a": []}), ({"a": 1, "b": {"$gt": 2}}, {"a": 1, "b": 3}),
     ]
     for flt, doc in cases:
-        assert embedded._quick_match(flt, doc) is filter_applies(flt, doc), (flt, doc)
+        assert fastpaths._quick_match(flt, doc) is filter_applies(flt, doc), (flt, doc)
     for flt, doc in [({"a": {"$gt": 1}}, {"a": True}), ({"a": {"$gt": 1}}, {"a": [5]}),
                      ({"sub.x": 1}, {"sub": [{"x": 1}]}), ({"a": True}, {"a": 1}),
                      ({"a.b.c": 1}, {}), ({"$or": [{"a": 1}]}, {"a": 1})]:
-        assert embedded._quick_match(flt, doc) is None, (flt, doc)  # left to mongomock
+        assert fastpaths._quick_match(flt, doc) is None, (flt, doc)  # left to mongomock
 
 
 # ---------------------------------------------------------------- write sequences
@@ -491,7 +495,7 @@ def _watch(monkeypatch):
     """Record what mongomock's slow path does: deep copies (of what), matches,
     projections by spec, bulk builders, and lookups of documents."""
     seen = collections.defaultdict(list)
-    real_copy, real_match = embedded._deepcopy, mm_collection.filter_applies
+    real_copy, real_match = copies._deepcopy, mm_collection.filter_applies
     real_project, real_execute = mm_collection._project_by_spec, \
         mm_collection.BulkOperationBuilder.execute
     real_read = mm_collection.Collection._iter_documents
@@ -516,7 +520,8 @@ def _watch(monkeypatch):
         seen["built"].append(1)
         return real_execute(self, *args, **kwargs)
 
-    monkeypatch.setattr(embedded, "_deepcopy", deepcopy)
+    for module in (copies, indexmaps, fastwrites):  # each calls its own import
+        monkeypatch.setattr(module, "_deepcopy", deepcopy)
     monkeypatch.setattr(mm_collection, "copy", types.SimpleNamespace(
         deepcopy=deepcopy, copy=mm_collection.copy.copy))
     monkeypatch.setattr(mm_collection, "filter_applies", match)
@@ -613,4 +618,4 @@ def test_projection_with_different_include_values():
 def test_quick_match_key_ending_with_a_dot():
     for flt, doc in [({"a.": None}, {}), ({"a.": None}, {"a": {}}),
                      ({"a.": "x"}, {"a": {"": "x"}})]:
-        assert embedded._quick_match(flt, doc) in (None, filter_applies(flt, doc)), (flt, doc)
+        assert fastpaths._quick_match(flt, doc) in (None, filter_applies(flt, doc)), (flt, doc)

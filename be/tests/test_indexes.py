@@ -20,6 +20,8 @@ from be.tests.conftest import new_id
 from be.tests.support import querycheck
 from be.tests.support.querycheck import Recorder, check
 
+pytestmark = pytest.mark.embedded_only  # the query recorder observes the embedded engine's calls
+
 ASC, DESC = 1, -1
 
 
@@ -135,7 +137,8 @@ def test_recorder_keeps_application_queries_only(ctx, make_user):
     finally:
         embedded.OBSERVERS.remove(rec)
     sites = {s for sites in rec.shapes.values() for s in sites}
-    assert sites and all(s.startswith(("be/model/users.py:", "be/model/sessions.py:"))
+    assert sites and all(s.startswith(("be/model/users.py:", "be/model/sessions.py:",
+                                       "be/model/throttle.py:"))
                          for s in sites)
     assert not rec.uncovered()
     # and an unserved one is reported with where it comes from

@@ -12,6 +12,7 @@ from be.clock import iso
 from be.db import INDEXES, listing_id
 from be.model import lifecycle, orders, sessions, stores, users
 from be.tests.conftest import new_id
+from be.tests.support import engines
 
 PRICE = {"b1": 1000, "b2": 250}  # the shop fixture's books (stock 10 and 5)
 
@@ -51,7 +52,7 @@ def timers(ctx, order_id):
 def before_call(ctx, collection, method, action):
     """Run ``action()`` once, just before the first ``collection.method`` call the
     models make inside the block (a deterministic stand-in for a racing request)."""
-    engine = ctx.engine.embedded
+    engine = engines.embedded(ctx)
     fired = []
 
     def observer(coll, name, args, kwargs):
@@ -641,7 +642,7 @@ def test_list_queries_are_served_by_a_declared_index(ctx, buyer, shop, call, exp
     def observer(coll, name, args, kwargs):
         if coll == "orders":
             seen.append((name, args, kwargs))
-    ctx.engine.embedded.observer = observer
+    engines.embedded(ctx).observer = observer
     try:
         call(ctx, buyer, shop)
     finally:
@@ -652,3 +653,22 @@ def test_list_queries_are_served_by_a_declared_index(ctx, buyer, shop, call, exp
     (query,), kwargs = finds[0]
     assert _index_for(query, kwargs["sort"]) == expected
     assert counts[0][0][0] == query  # the count uses the same (indexed) filter
+
+
+def test_an_order_whose_total_overflows_is_400_before_any_write(ctx, buyer, make_user):
+    """10 lines at the highest price and count total 10^19 cents: past int64, which
+    MongoDB stores (the server used to answer 500 at the insert)."""
+    seller, _, _ = make_user("seller")
+    sid = new_id("store")
+    stores.create_store(ctx, seller, sid)
+    for n in range(10):
+        stores.add_book(ctx, seller, sid, {"id": f"x{n}", "title": "T", "price": 10**12}, 10**6)
+    before = list(ctx.db.listings.find({}, sort=[("_id", 1)]))
+    with pytest.raises(errors.BadRequest) as exc:
+        orders.new_order(ctx, buyer["id"], sid, [(f"x{n}", 10**6) for n in range(10)])
+    assert "'books'" in exc.value.message and "10000000000000000000 cents" in exc.value.message
+    assert ctx.db.orders.count_documents({}) == 0
+    assert list(ctx.db.listings.find({}, sort=[("_id", 1)])) == before
+    # the largest total any balance can pay is accepted
+    oid = orders.new_order(ctx, buyer["id"], sid, [("x0", 1000)])
+    assert order_doc(ctx, oid)["total_price"] == users.MAX_BALANCE

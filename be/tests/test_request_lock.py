@@ -4,8 +4,12 @@ step for the other request threads; /ping runs without it. With a real MongoDB
 nothing is serialized."""
 import threading
 
+import pytest
+
 from be.api import create_app
 from be.model import orders, users
+
+pytestmark = pytest.mark.embedded_only  # it tests the embedded engine's request lock
 
 
 def test_views_hold_the_engine_lock_for_the_whole_request(ctx, shop, make_user, monkeypatch):

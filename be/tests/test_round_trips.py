@@ -11,6 +11,8 @@ from be import passwords
 from be.model import orders, sessions, stores, users
 from be.tests.conftest import new_id
 
+pytestmark = pytest.mark.embedded_only  # it counts calls with the embedded engine's observer
+
 
 # What each HTTP call does, edge and model: the token or password check that the
 # edge (be.api.common) makes once per request, then the one model function.
@@ -42,8 +44,12 @@ NEW_ORDER = AUTHENTICATE + [
     ("pending", "insert_one"),             # the pay-deadline timer
 ]
 
-PAYMENT = [
+PASSWORD = [
+    ("throttle", "find"),                  # the account's and address's failure counters
     ("users", "find_one"),                 # password (hash cached per process)
+]
+
+PAYMENT = PASSWORD + [
     ("orders", "find_one_and_update"),     # claim: buyer, unpaid, not busy, not overdue
     ("users", "update_one"),               # debit the buyer (marked)
     ("orders", "find_one_and_update"),     # paid; owe the marker's removal
@@ -52,7 +58,7 @@ PAYMENT = [
     ("pending", "delete_one"),             # drop the pay-deadline timer
 ]
 
-ADD_FUNDS = [("users", "find_one"), ("users", "update_one")]
+ADD_FUNDS = PASSWORD + [("users", "update_one")]
 
 
 @pytest.fixture
@@ -99,12 +105,12 @@ def test_new_order_and_payment_round_trips_do_not_grow_with_lines(ctx, make_user
     calls.clear()
     payment(ctx, buyer, oid, pw)
     assert _names(calls) == PAYMENT, _names(calls)
-    assert len(calls) == 7
+    assert len(calls) == 8
     assert [s for c, m, s in calls if m == "bulk_write"] == [1]
     assert ctx.db.orders.find_one({"_id": oid})["state"] == "paid"
 
 
-def test_add_funds_is_two_round_trips(ctx, make_user, calls):
+def test_add_funds_is_three_round_trips(ctx, make_user, calls):
     uid, pw, _ = make_user()
     calls.clear()
     add_funds(ctx, uid, pw, 100)
@@ -120,8 +126,8 @@ def test_payment_errors_read_the_order_only_when_the_claim_fails(ctx, make_user,
     with pytest.raises(Exception) as exc:
         payment(ctx, buyer, oid, pw)  # paid already: 520
     assert exc.value.code == 520
-    assert _names(calls) == [("users", "find_one"), ("orders", "find_one_and_update"),
-                             ("orders", "find_one")]
+    assert _names(calls) == PASSWORD + [("orders", "find_one_and_update"),
+                                        ("orders", "find_one")]
 
 
 # ---------------------------------------------------------------- password cache

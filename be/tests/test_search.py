@@ -11,10 +11,10 @@ import pytest
 from be import errors
 from be.backend import Backend
 from be.clock import ManualClock
-from be.config import Settings
 from be.db import INDEXES
 from be.model import search, sessions, stores, users
 from be.sample_books import COLUMNS, CONTENT_WORDS_EN, CONTENT_WORDS_ZH, iter_books, row_to_book
+from be.tests.support import engines
 
 SAMPLE_DB = os.environ.get("BOOKSTORE_SAMPLE_DB") or os.path.join(
     os.path.dirname(__file__), "..", "..", "..", "shared", "data", "book.db")
@@ -26,8 +26,10 @@ def uid(prefix):
 
 
 def new_ctx():
-    return Backend(Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000"),
-                   clock=ManualClock())
+    """The search world's own database (module-scoped: the ctx fixture's is emptied
+    before every test on a real MongoDB)."""
+    settings = engines.settings("search")
+    return Backend(settings, clock=ManualClock(), engine=engines.engine(settings))
 
 
 def generated(rows, seed):
@@ -271,7 +273,7 @@ def test_the_search_queries_are_served_by_the_declared_indexes(world):
     documents by _id."""
     book = world.gen[0]
     seen = []
-    world.ctx.engine.embedded.observer = lambda c, m, a, k: seen.append((c, m, a, k))
+    engines.embedded(world.ctx).observer = lambda c, m, a, k: seen.append((c, m, a, k))
     try:
         search.search_books(world.ctx, book["title"])
         search.search_books(world.ctx, "灯塔 与", "content,book_intro", world.a)

@@ -43,6 +43,8 @@ from be.tests.test_crash import (PASSWORD, SCENARIOS, WRITES, assert_clean, reco
 from be.watcher import sweep
 from fe.serving import ThreadedServer
 
+pytestmark = pytest.mark.embedded_only  # stalls and crashes are injected through the embedded engine's observer
+
 
 # ---------------------------------------------------------------- 1. interleavings
 

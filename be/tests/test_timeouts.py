@@ -11,6 +11,7 @@ from be.clock import ManualClock
 from be.db import INDEXES, listing_id
 from be.model import orders
 from be.watcher import sweep
+from be.tests.support import engines
 
 PAY_S = 900       # the ctx fixture's pay_timeout_s
 RECEIVE_S = 604800
@@ -396,7 +397,7 @@ def test_sweep_queries_are_served_by_declared_indexes(ctx, make_user, shop):
     place(ctx, buyer, shop)
     shipped(ctx, buyer, shop)
     seen = []
-    ctx.engine.embedded.observer = lambda coll, name, args, kwargs: (
+    engines.embedded(ctx).observer = lambda coll, name, args, kwargs: (
         seen.append((args[0], kwargs.get("sort"))) if (coll, name) == ("orders", "find") else None)
     try:
         ctx.clock.advance(RECEIVE_S)

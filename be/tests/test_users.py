@@ -262,3 +262,12 @@ def test_tokens_and_password_changes_hold_across_processes(ctx, make_user):
     users.add_funds(other, uid, 1)
     new_token = sessions.login(other, uid, "new-pw", "t")
     assert users.own_balance(other, sessions.authenticate(other, uid, new_token)["_id"]) == 11
+
+
+def test_sign_in_and_password_checks_never_read_the_marker_array(ctx, make_user):
+    """``ops`` grows with the orders in flight; the checks every request makes read
+    only the fields they need."""
+    uid, pw, token = make_user()
+    ctx.db.users.update_one({"_id": uid}, {"$set": {"ops": [f"o{n}:credit" for n in range(500)]}})
+    assert set(sessions.authenticate(ctx, uid, token)) == {"_id", "epoch"}
+    assert set(users.check_password(ctx, uid, pw)) == {"_id", "password_hash", "epoch"}

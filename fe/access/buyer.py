@@ -1,18 +1,12 @@
 from urllib.parse import urljoin
 
-from fe.access.auth import Auth
-from fe.access.client import get, post
+from fe.access.account import Account
+from fe.access.client import post
 
 
-class Buyer:
+class Buyer(Account):
     def __init__(self, url_prefix, user_id, password):
-        self.root = url_prefix
-        self.url_prefix = urljoin(url_prefix, "buyer/")
-        self.user_id = user_id
-        self.password = password
-        self.terminal = "my terminal"
-        code, self.token = Auth(url_prefix).login(user_id, password, self.terminal)
-        assert code == 200
+        super().__init__(url_prefix, user_id, password, "buyer")
 
     def new_order(self, store_id: str, book_id_and_count: [(str, int)]) -> (int, str):
         books = [{"id": book_id, "count": count} for book_id, count in book_id_and_count]
@@ -45,15 +39,5 @@ class Buyer:
         return r.status_code
 
     def orders(self, state=None, page=None, page_size=None) -> (int, dict):
-        params = {"user_id": self.user_id, "state": state, "page": page, "page_size": page_size}
-        r = get(urljoin(self.url_prefix, "orders"),
-                {k: v for k, v in params.items() if v is not None}, self.token)
+        r = self.get("buyer/orders", state=state, page=page, page_size=page_size)
         return r.status_code, r.json()
-
-    def balance(self) -> (int, int):
-        r = get(urljoin(self.url_prefix, "balance"), {"user_id": self.user_id}, self.token)
-        return r.status_code, r.json().get("balance")
-
-    def order(self, order_id: str) -> (int, dict):
-        r = get(urljoin(self.root, f"orders/{order_id}"), {"user_id": self.user_id}, self.token)
-        return r.status_code, r.json().get("order")

@@ -1,19 +1,21 @@
 from urllib.parse import urljoin
 
 from fe.access import book
-from fe.access.auth import Auth
-from fe.access.client import get, post
+from fe.access.account import Account
+from fe.access.client import post
 
 
-class Seller:
+class Seller(Account):
     def __init__(self, url_prefix, seller_id: str, password: str):
-        self.root = url_prefix
-        self.url_prefix = urljoin(url_prefix, "seller/")
-        self.seller_id = seller_id
-        self.password = password
-        self.terminal = "my terminal"
-        code, self.token = Auth(url_prefix).login(self.seller_id, self.password, self.terminal)
-        assert code == 200
+        super().__init__(url_prefix, seller_id, password, "seller")
+
+    @property
+    def seller_id(self):
+        return self.user_id
+
+    @seller_id.setter
+    def seller_id(self, value):
+        self.user_id = value
 
     def create_store(self, store_id):
         r = post(urljoin(self.url_prefix, "create_store"),
@@ -40,23 +42,10 @@ class Seller:
         return r.status_code
 
     def orders(self, store_id=None, state=None, page=None, page_size=None) -> (int, dict):
-        params = {"user_id": self.seller_id, "store_id": store_id, "state": state,
-                  "page": page, "page_size": page_size}
-        r = get(urljoin(self.url_prefix, "orders"),
-                {k: v for k, v in params.items() if v is not None}, self.token)
+        r = self.get("seller/orders", store_id=store_id, state=state, page=page,
+                     page_size=page_size)
         return r.status_code, r.json()
 
     def books(self, store_id, page=None, page_size=None) -> (int, dict):
-        params = {"user_id": self.seller_id, "store_id": store_id, "page": page,
-                  "page_size": page_size}
-        r = get(urljoin(self.url_prefix, "books"),
-                {k: v for k, v in params.items() if v is not None}, self.token)
+        r = self.get("seller/books", store_id=store_id, page=page, page_size=page_size)
         return r.status_code, r.json()
-
-    def balance(self) -> (int, int):
-        r = get(urljoin(self.root, "buyer/balance"), {"user_id": self.seller_id}, self.token)
-        return r.status_code, r.json().get("balance")
-
-    def order(self, order_id: str) -> (int, dict):
-        r = get(urljoin(self.root, f"orders/{order_id}"), {"user_id": self.seller_id}, self.token)
-        return r.status_code, r.json().get("order")

@@ -15,7 +15,7 @@ import requests
 
 from be.backend import Backend
 from be.clock import ManualClock
-from be.config import Settings
+from be.tests.support import engines
 from be.tests.support.faults import snapshot
 from fe.serving import ThreadedServer
 
@@ -56,9 +56,8 @@ class Client:
 
 @pytest.fixture(scope="module")
 def az(request):
-    settings = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
-                                 token_lifetime_s=3600)
-    backend = Backend(settings, clock=ManualClock())
+    settings = engines.settings("authz", token_lifetime_s=3600)
+    backend = Backend(settings, clock=ManualClock(), engine=engines.engine(settings))
     srv = ThreadedServer(backend, threads=4)
     c = Client(srv.url)
     tokens = {}

@@ -161,3 +161,21 @@ def test_business_errors_are_json_too(shop):
     assert_json_error(r, 401)  # no token
     r = requests.get(url("/buyer/balance"))
     assert "user_id" in assert_json_error(r, 400)  # no user_id
+
+
+def test_an_order_total_past_64_bits_is_400_naming_the_field(shop):
+    """Ten lines at 10^12 cents times 10^6 copies: 10^19 cents, past int64."""
+    seller, store_id = shop.seller, shop.store_id
+    ids = ["big_" + uuid.uuid4().hex for _ in range(10)]
+    for book_id in ids:
+        r = requests.post(url("/seller/add_book"), headers={"token": seller.token}, json={
+            "user_id": seller.seller_id, "store_id": store_id, "stock_level": 10**6,
+            "book_info": {"id": book_id, "title": "T", "price": 10**12}})
+        assert r.status_code == 200
+    balances = shop.balances()
+    r = requests.post(url("/buyer/new_order"), headers={"token": shop.buyer.token}, json={
+        "user_id": shop.buyer.user_id, "store_id": store_id,
+        "books": [{"id": b, "count": 10**6} for b in ids]})
+    assert "'books'" in assert_json_error(r, 400)
+    code, body = shop.buyer.orders()
+    assert code == 200 and body["total"] == 0 and shop.balances() == balances

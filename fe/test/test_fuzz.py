@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, settings
 from be.api.docs import SPEC_PATH
 from be.audit import audit
 from be.backend import Backend
-from be.config import Settings
+from be.tests.support import engines
 from be.tests.support.faults import snapshot
 from fe.serving import ThreadedServer
 
@@ -45,10 +45,9 @@ BUSINESS = {503} | set(range(511, 522))
 STATS = collections.Counter()
 
 
-def start_server(**overrides):
-    settings_ = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
-                                  **overrides)
-    backend = Backend(settings_)
+def start_server(name="fuzz", **overrides):
+    settings_ = engines.settings(name, **overrides)
+    backend = Backend(settings_, engine=engines.engine(settings_))
     srv = ThreadedServer(backend, threads=4)
     return backend, srv, srv.url
 
@@ -424,7 +423,7 @@ def test_odd_ids_are_plain_values(fuzz):
 
 
 def test_oversized_bodies_get_413():
-    backend, srv, url = start_server(max_body_bytes=4096)
+    backend, srv, url = start_server("fuzz_small", max_body_bytes=4096)
     try:
         before = snapshot(backend.db)
         big = {"user_id": "u" * 10, "password": "p" * 8000}

@@ -337,7 +337,7 @@ def check(collection, filter=None, sort=None, method="find", indexes=None):
 
 # Layers between a caller and the database that pass calls through: the caller
 # is the first frame outside them.
-WRAPPERS = ("be/embedded.py", "be/tests/support/querycheck.py", "be/tests/support/faults.py")
+WRAPPERS = ("be/embedded/engine.py", "be/tests/support/querycheck.py", "be/tests/support/faults.py")
 _WRAPPER_FILES = tuple(os.path.join(*w.split("/")) for w in WRAPPERS)
 
 

@@ -1,0 +1,26 @@
+"""Markers shared by every suite; the engine choice is in be/tests/support/engines.py
+(``BOOKSTORE_TEST_MONGODB_URI``)."""
+import pytest
+
+from be.tests.support import engines
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "embedded_only: needs the embedded engine itself "
+                                       "(skipped under BOOKSTORE_TEST_MONGODB_URI)")
+    config.addinivalue_line("markers", "replica_set: needs a real MongoDB replica set "
+                                       "(runs only under BOOKSTORE_TEST_MONGODB_URI)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if engines.URI and item.get_closest_marker("embedded_only"):
+            item.add_marker(pytest.mark.skip(reason="embedded engine only; "
+                                                    "BOOKSTORE_TEST_MONGODB_URI is set"))
+        if not engines.URI and item.get_closest_marker("replica_set"):
+            item.add_marker(pytest.mark.skip(reason="set BOOKSTORE_TEST_MONGODB_URI to a "
+                                                    "replica set to run it"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    engines.drop_run_databases()
