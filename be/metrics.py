@@ -85,9 +85,15 @@ def watch_dispatcher(dispatcher):
 
 LOGIN_THROTTLED = Counter(
     "bookstore_login_throttled_total",
-    "Login (and password-checked) attempts refused by the login throttle. The throttle "
-    "is issue 15's: until it lands nothing increments this; failed logins are meanwhile "
-    "bookstore_http_request_duration_seconds_count{route=\"/auth/login\",status=\"401\"}.")
+    "Password-carrying calls (login, payment, add_funds, password change, unregister) "
+    "refused with 429 because their account or client address is closed for a while "
+    "after repeated wrong passwords (be.model.throttle).")
+
+LOGIN_LOCKOUTS = Counter(
+    "bookstore_login_lockouts_total",
+    "Wrong passwords that closed a throttle key, by what was closed: an account "
+    "(guessing one user's password) or a client address (trying many accounts).",
+    ["by"])
 
 # ---------------------------------------------------------------- orders (model)
 
@@ -185,6 +191,8 @@ def _zeroes():
         WATCHER_EVENTS.labels(outcome)
     for reason in ("history_lost", "token_refused", "invalidated", "error"):
         WATCHER_RESTARTS.labels(reason)
+    for by in ("account", "address"):
+        LOGIN_LOCKOUTS.labels(by)
     for status in ("400", "413", "431", "500"):  # what waitress answers itself
         REFUSED_BY_SERVER.labels(status)
 
