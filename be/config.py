@@ -26,6 +26,11 @@ def _float_env(name, default):
     return value
 
 
+def _list_env(name):
+    """A comma-separated list; blanks around items and empty items dropped."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
 @dataclass
 class Settings:
     mongodb_uri: str = ""
@@ -50,6 +55,14 @@ class Settings:
     # werkzeug hash method; tests lower the scrypt cost to stay fast.
     password_method: str = "scrypt:32768:8:1"
     max_body_bytes: int = 64 * 1024 * 1024
+    # GET /ready: the engine must answer within this many seconds...
+    ready_timeout_s: float = 2.0
+    # ...and the timeout driver (watcher or in-process sweeper) must have beaten
+    # within this many; 0: three sweep intervals plus 10 s (see driver_max_age).
+    driver_max_age_s: int = 0
+    # Browser origins allowed to call the API (CORS), e.g. ("https://shop.example",);
+    # ("*",) allows any. Empty: no CORS headers, browsers allow same-origin calls only.
+    cors_origins: tuple = ()
 
     # A request may take up to its budget, and a retryable write sent just before
     # the deadline may still be applied by the server a little later: a third of the
@@ -76,6 +89,13 @@ class Settings:
     def embedded(self):
         return not self.mongodb_uri
 
+    @property
+    def driver_max_age(self):
+        """Seconds after which the timeout driver's last heartbeat (be.heartbeat) counts
+        as stale: a driver beats after every sweep, so three missed sweeps plus 10 s of
+        slack for a slow one (13 s embedded, 100 s on MongoDB by default)."""
+        return self.driver_max_age_s or 3 * self.sweep_interval_s + 10
+
     @classmethod
     def from_env(cls, **overrides):
         uri = os.environ.get("MONGODB_URI", "")
@@ -89,6 +109,9 @@ class Settings:
             stuck_after_s=_int_env("BOOKSTORE_STUCK_AFTER_S", 60),
             password_method=os.environ.get("BOOKSTORE_PASSWORD_METHOD", "scrypt:32768:8:1"),
             request_timeout_s=_float_env("BOOKSTORE_REQUEST_TIMEOUT_S", 10.0),
+            ready_timeout_s=_float_env("BOOKSTORE_READY_TIMEOUT_S", 2.0),
+            driver_max_age_s=_int_env("BOOKSTORE_DRIVER_MAX_AGE_S", 0),
+            cors_origins=_list_env("BOOKSTORE_CORS_ORIGINS"),
             connect_timeout_s=_float_env("BOOKSTORE_CONNECT_TIMEOUT_S", 5.0),
             proxy_hops=int(os.environ.get("BOOKSTORE_PROXY_HOPS", "0") or 0),
         )

@@ -97,6 +97,7 @@ def instructions(demo, url):
         "  # log in again for a fresh token",
         "  " + _curl(url, "auth/login",
                      {"user_id": b["user_id"], "password": b["password"], "terminal": "curl"}),
+        f"  # or every call in the browser (Authorize with the buyer token): {url}docs",
         "",
     ]
     return "\n".join(lines)

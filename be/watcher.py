@@ -32,16 +32,23 @@ Correctness never waits for either: payment itself refuses an overdue order.
 
 The embedded engine (mongomock) has no TTL monitor and no change streams, so there
 ``python app.py`` runs a ``Sweeper`` thread and the sweep is the only driver.
+
+Whichever drives the timeouts writes a heartbeat (be.heartbeat) after each sweep and,
+the watcher, every few seconds while it follows its stream; ``GET /ready`` of the API
+servers reads it. Sweeps, events and restarts are counted in be.metrics;
+``--metrics-port`` serves the watcher's own metrics.
 """
 import argparse
 import logging
 import signal
 import sys
 import threading
+import time
 from datetime import timedelta
 
 from pymongo.errors import OperationFailure, PyMongoError
 
+from be import heartbeat, metrics
 from be.db import INDEXES, ensure_indexes
 from be.model import orders
 from be.model.lifecycle import ACTIONS, TIMERS
@@ -111,7 +118,9 @@ def _batches(fetch, act, batch_size, max_batches, counts, name):
 
 def sweep(ctx, batch_size=100, max_batches=20):
     """Finish stuck steps, cancel overdue unpaid orders, receive overdue shipped ones.
-    Every query is index-backed and bounded. Returns counts of what changed."""
+    Every query is index-backed and bounded. Returns counts of what changed (also
+    counted in be.metrics, with the sweep's duration)."""
+    started = time.perf_counter()
     counts = {"recovered": 0, **{t.counted: 0 for t in TIMERS.values()}, "errors": 0}
     now = ctx.clock.now()
     cutoff = now - timedelta(seconds=ctx.settings.stuck_after_s)
@@ -123,6 +132,10 @@ def sweep(ctx, batch_size=100, max_batches=20):
             _batches(lambda n: _overdue(ctx, state, timer.deadline, now, n),
                      lambda oid: orders.fire(ctx, timer.kind, oid),
                      batch_size, max_batches, counts, timer.counted)
+    metrics.SWEEPS.observe(time.perf_counter() - started)
+    for outcome, n in counts.items():
+        metrics.SWEEP_CHANGES.labels(outcome).inc(n)
+    metrics.LAST_SWEEP.mark()
     return counts
 
 
@@ -177,6 +190,8 @@ class Watcher:
         self._sweep_due = True  # at start-up, once the stream is open
         self._next_sweep = None
         self._saved = None
+        self._last_beat = None      # clock time of this watcher's last heartbeat
+        self._last_event_at = None  # clock time of the last event handled
         # events whose handler failed every retry and were passed (tests, metrics)
         self.skipped = 0
 
@@ -220,7 +235,20 @@ class Watcher:
         self._sweep_due = False
         self._next_sweep = self.ctx.clock.now() + timedelta(
             seconds=self.ctx.settings.sweep_interval_s)
+        self.beat(last_sweep_at=self.ctx.clock.now(), last_sweep=counts)
         return counts
+
+    def beat(self, **fields):
+        """Write the heartbeat (be.heartbeat) that GET /ready of the API servers reads:
+        after each sweep (``fields`` given) and otherwise at most every
+        ``heartbeat.BEAT_EVERY_S`` seconds of clock time, busy or idle."""
+        now = self.ctx.clock.now()
+        if (not fields and self._last_beat is not None
+                and (now - self._last_beat).total_seconds() < heartbeat.BEAT_EVERY_S):
+            return
+        self._last_beat = heartbeat.beat(self.ctx, "watcher",
+                                         last_event_at=self._last_event_at, **fields)
+        metrics.WATCHER_HEARTBEAT.mark()
 
     # -- events
 
@@ -229,14 +257,19 @@ class Watcher:
         HandlerFailed. Returns the handler's result (None for an event not ours)."""
         if change.get("operationType") != "delete":
             return None
+        self._last_event_at = self.ctx.clock.now()
+        metrics.WATCHER_LAST_EVENT.mark()
         pending_id = (change.get("documentKey") or {}).get("_id")
         kind, order_id = parse_pending_id(pending_id)
         if kind is None:
             log.warning("ignoring deletion of pending %r: not a known timer id", pending_id)
+            metrics.WATCHER_EVENTS.labels("ignored").inc()
             return None
         for attempt in range(1, self.retries + 1):
             try:
-                return orders.fire(self.ctx, kind, order_id)
+                fired = orders.fire(self.ctx, kind, order_id)
+                metrics.WATCHER_EVENTS.labels("fired" if fired else "noop").inc()
+                return fired
             except Exception:
                 log.exception("%s timer of order %s failed (attempt %d of %d)",
                               kind, order_id, attempt, self.retries)
@@ -244,10 +277,12 @@ class Watcher:
                     self.stop_event.wait(self.retry_delay_s)
         raise HandlerFailed(f"{pending_id}: handler failed {self.retries} times")
 
-    def start_afresh(self):
+    def start_afresh(self, reason):
         """Forget the resume point; the next open starts from now and sweeps first
         for what fell between. Recreates the pending indexes, which a drop of the
-        collection or database took away with it (no TTL index: no deletions)."""
+        collection or database took away with it (no TTL index: no deletions).
+        ``reason`` labels bookstore_watcher_restarts_total."""
+        metrics.WATCHER_RESTARTS.labels(reason).inc()
         ensure_indexes(self.ctx.db, {"pending": INDEXES["pending"]})
         self.clear_token()
         self._sweep_due = True
@@ -266,10 +301,12 @@ class Watcher:
                             "for what was missed",
                             "rejected" if exc.code in INVALID_RESUME_TOKEN
                             else "no longer in the oplog", exc.code)
-                self.start_afresh()
+                self.start_afresh("token_refused" if exc.code in INVALID_RESUME_TOKEN
+                                  else "history_lost")
             except PyMongoError as exc:
                 log.warning("change stream interrupted (%s); reopening in %ss",
                             exc, self.reconnect_delay_s)
+                metrics.WATCHER_RESTARTS.labels("error").inc()
                 self.stop_event.wait(self.reconnect_delay_s)
 
     def _follow(self, token):
@@ -288,7 +325,7 @@ class Watcher:
                         # its resume_token is the invalidate token. Do not save it.
                         log.warning("change stream closed by the server: recreating the "
                                     "pending indexes and starting afresh")
-                        self.start_afresh()
+                        self.start_afresh("invalidated")
                         return
                     self._idle(stream)
                     continue
@@ -296,15 +333,17 @@ class Watcher:
                 if op in ENDING:
                     log.warning("change stream ended by %r on %s: recreating the pending "
                                 "indexes and starting afresh", op, change.get("ns"))
-                    self.start_afresh()
+                    self.start_afresh("invalidated")
                     return
                 try:
                     self.handle(change)
                 except HandlerFailed as exc:
                     self.skipped += 1
+                    metrics.WATCHER_EVENTS.labels("skipped").inc()
                     log.error("%s; passing it (%d so far): the sweep finishes the order",
                               exc, self.skipped)
                 self.save_token(stream.resume_token or change.get("_id"))
+                self.beat()
         finally:
             stream.close()
 
@@ -314,13 +353,16 @@ class Watcher:
             # keep the saved position fresh through quiet spells (post-batch token;
             # the stream was alive when it returned, so this is not an invalidate)
             self.save_token(stream.resume_token)
+        else:
+            self.beat()
 
 
 # ---------------------------------------------------------------- embedded sweeper
 
 class Sweeper:
     """A daemon thread that sweeps at start and then every ``interval_s`` seconds:
-    the only timeout driver for the embedded engine. ``stop()`` ends it cleanly."""
+    the only timeout driver for the embedded engine. After each sweep it writes the
+    heartbeat (be.heartbeat) that GET /ready reads. ``stop()`` ends it cleanly."""
 
     def __init__(self, ctx, interval_s=None, on_sweep=None):
         self.ctx = ctx
@@ -339,13 +381,20 @@ class Sweeper:
             self.thread.join(timeout)
         return not self.thread.is_alive()
 
+    def run_once(self):
+        """One sweep, its log line and heartbeat; returns its counts."""
+        counts = sweep(self.ctx)
+        _log_sweep(counts)
+        heartbeat.beat(self.ctx, "sweeper", last_sweep_at=self.ctx.clock.now(),
+                       last_sweep=counts)
+        if self.on_sweep:
+            self.on_sweep(counts)
+        return counts
+
     def _run(self):
         while not self.stop_event.is_set():
             try:
-                counts = sweep(self.ctx)
-                _log_sweep(counts)
-                if self.on_sweep:
-                    self.on_sweep(counts)
+                self.run_once()
             except Exception:
                 log.exception("sweep failed; retrying in %ss", self.interval_s)
             self.stop_event.wait(self.interval_s)
@@ -360,8 +409,15 @@ def main(argv=None, backend_factory=None):
                     "MongoDB replica set and sweeps for overdue orders.")
     parser.add_argument("--sweep-once", action="store_true",
                         help="run one sweep and exit (no change stream)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve this process's Prometheus metrics on this port "
+                             "(GET /metrics; default: not served)")
+    parser.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 for "
+                             "a Prometheus on another host)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from be import logs
+    logs.configure()
 
     from be.config import Settings
     settings = Settings.from_env()
@@ -376,8 +432,13 @@ def main(argv=None, backend_factory=None):
     except StartupError as exc:
         print(f"be.watcher: {exc}", file=sys.stderr, flush=True)
         return 2
+    if args.metrics_port is not None:
+        port = serve_metrics(args.metrics_host, args.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, port)
     if args.sweep_once:
         counts = sweep(backend)
+        heartbeat.beat(backend, "sweep-once", last_sweep_at=backend.clock.now(),
+                       last_sweep=counts)
         log.info("sweep: %s", counts)
         return 0
 
@@ -403,6 +464,14 @@ def main(argv=None, backend_factory=None):
         return 1
     log.info("watcher stopped")
     return 0
+
+
+def serve_metrics(host, port):
+    """prometheus_client's HTTP server for this process's metrics, in a daemon
+    thread; returns the port it listens on (``port`` 0: a free one)."""
+    from prometheus_client import start_http_server
+    server, _thread = start_http_server(port, addr=host)
+    return server.server_port
 
 
 if __name__ == "__main__":

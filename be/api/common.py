@@ -15,7 +15,14 @@ def backend():
 
 
 def token():
-    return request.headers.get("token", "")
+    """The session token: the ``token`` header of the classic contract or, as most
+    HTTP clients send it, ``Authorization: Bearer <token>`` (the ``token`` header
+    wins when both are sent). "" when neither is."""
+    value = request.headers.get("token", "")
+    if value:
+        return value
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
 
 
 def _bad(exc):

@@ -2,7 +2,8 @@
 float as cents is refused with 400 naming the field; unknown fields are ignored."""
 from typing import Annotated, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
+                      ValidationError, WrapValidator)
 from pydantic_core import PydanticCustomError
 
 from be.model.lifecycle import STATES
@@ -12,7 +13,25 @@ from be.model.lifecycle import STATES
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Password = Annotated[str, StringConstraints(max_length=1024)]
 Text = Optional[Annotated[str, StringConstraints(max_length=1_000_000)]]
-Cents = Annotated[int, Field(ge=0, le=10**12)]
+
+
+def _in_cents(value, handler):
+    """Money fields: a value that is not an integer (23.5, "2350") gets a message
+    that says money is counted in integer cents, not pydantic's bare "should be a
+    valid integer". Range errors pass unchanged."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] != "int_type":
+            raise
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise PydanticCustomError(
+            "cents", "money is a whole number of cents (23.50 is 2350), got {shown}",
+            {"shown": shown})
+
+
+Cents = Annotated[int, Field(ge=0, le=10**12), WrapValidator(_in_cents)]
+Funds = Annotated[int, Field(ge=-10**12, le=10**12), WrapValidator(_in_cents)]
 Count = Annotated[int, Field(ge=1, le=10**6)]
 
 
@@ -92,7 +111,7 @@ class Payment(Body):
 class AddFunds(Body):
     user_id: Id
     password: Password
-    add_value: Annotated[int, Field(ge=-10**12, le=10**12)]
+    add_value: Funds
 
 
 class OrderRef(Body):

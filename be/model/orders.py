@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from pymongo import ReturnDocument, UpdateOne
 
-from be import errors
+from be import errors, metrics
 from be.clock import iso
 from be.db import listing_id
 from be.model import effects, stores, users
@@ -174,6 +174,7 @@ def _take(ctx, name, order_id, state, guard=None):
         return_document=AFTER)
     if done is None:
         return None
+    metrics.TRANSITIONS.labels(name).inc()
     _finish(ctx, done)
     if action.clears:
         _clear_timer(ctx, action.clears, order_id)
@@ -216,9 +217,16 @@ def fire(ctx, kind, order_id):
     changed the order."""
     timer = TIMERS[kind]
     action = ACTIONS[timer.fires]
-    guard = {timer.deadline: {"$lte": ctx.clock.now()}}
-    return any(_take(ctx, action.name, order_id, state, guard) is not None
-               for state in action.leaves)
+    now = ctx.clock.now()
+    guard = {timer.deadline: {"$lte": now}}
+    for state in action.leaves:
+        done = _take(ctx, action.name, order_id, state, guard)
+        if done is not None:
+            metrics.TIMERS_FIRED.labels(kind).inc()
+            metrics.TIMER_LATENESS.labels(kind).observe(
+                (now - done[timer.deadline]).total_seconds())
+            return True
+    return False
 
 
 def expire_payment(ctx, order_id):
@@ -303,6 +311,7 @@ def new_order(ctx, user_id, store_id, lines):
     # a fresh order id: its timer cannot exist yet (an insert, not an upsert)
     ctx.db.pending.insert_one({"_id": timer.pending_id(oid), "order_id": oid,
                                "kind": timer.kind, "due_at": order[timer.deadline]})
+    metrics.TRANSITIONS.labels(place.name).inc()
     return oid
 
 
@@ -359,8 +368,10 @@ def payment(ctx, user_id, order_id):
 
 
 def _complete_payment(ctx, order, owner, attempt, now):
+    """Mark the claimed order paid (by its payment, or by recovery finishing it);
+    None if ``owner`` no longer holds it."""
     pay = ACTIONS["pay"]
-    return ctx.db.orders.find_one_and_update(
+    paid = ctx.db.orders.find_one_and_update(
         {"_id": order["_id"], "busy.owner": owner},
         {"$set": {"state": pay.enters, pay.stamp: now, "updated_at": now,
                   "payment_attempt": attempt,
@@ -368,6 +379,9 @@ def _complete_payment(ctx, order, owner, attempt, now):
                            "todo": [f"~debit.{attempt}"]}},
          "$push": {"history": {"state": pay.enters, "at": now}}},
         projection=_light(), return_document=AFTER)  # its debit marker needs no lines
+    if paid is not None:
+        metrics.TRANSITIONS.labels(pay.name).inc()
+    return paid
 
 
 # ---------------------------------------------------------------- recovery

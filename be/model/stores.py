@@ -35,8 +35,16 @@ def owned_store(ctx, user_id, store_id):
 
 
 def _decode_pictures(book_id, pictures):
+    """Each picture is base64 text. A data URL (``data:image/png;base64,iVBOR...``,
+    what a browser's FileReader gives) is refused with a hint: its prefix is not
+    base64, and the content type is found from the bytes anyway."""
     decoded = []
     for n, text in enumerate(pictures or []):
+        if isinstance(text, str) and text.startswith("data:"):
+            prefix = text[:text.find(",") + 1] if "," in text[:200] else "data:..."
+            raise errors.BadRequest(
+                f"book_info.pictures.{n}: not valid base64: send the base64 text alone, "
+                f"without the data URL prefix {prefix!r}")
         try:
             decoded.append(base64.b64decode(text, validate=True))
         except (binascii.Error, ValueError):

@@ -26,7 +26,7 @@ from datetime import timedelta
 
 from pymongo import ReturnDocument
 
-from be import errors
+from be import errors, metrics
 
 FREE = {"user": 5, "addr": 50}
 BASE_DELAY_S = 1
@@ -67,6 +67,7 @@ def check(ctx, attempt_keys):
     waits = [(d["blocked_until"] - now).total_seconds() for d in docs
              if d.get("blocked_until") and d["blocked_until"] > now]
     if waits:
+        metrics.LOGIN_THROTTLED.inc()
         raise errors.TooManyAttempts(max(1, math.ceil(max(waits))))
     return docs
 
@@ -79,8 +80,10 @@ def failed(ctx, attempt_keys):
             {"_id": key}, {"$inc": {"failures": 1},
                            "$set": {"expires_at": now + timedelta(seconds=FORGET_S)}},
             upsert=True, return_document=ReturnDocument.AFTER)
-        delay = _delay(key.split(":", 1)[0], doc["failures"])
+        kind = key.split(":", 1)[0]
+        delay = _delay(kind, doc["failures"])
         if delay:
+            metrics.LOGIN_LOCKOUTS.labels("account" if kind == "user" else "address").inc()
             ctx.db.throttle.update_one(
                 {"_id": key}, {"$max": {"blocked_until": now + timedelta(seconds=delay)}})
 

@@ -45,6 +45,7 @@ def test_instructions_show_credentials_and_working_calls(ctx):
     text = demo.instructions(info, "http://127.0.0.1:5000")
     for needle in (demo.SELLER[0], demo.SELLER[1], demo.BUYER[0], demo.BUYER[1],
                    info["buyer"]["token"], "http://127.0.0.1:5000/buyer/new_order",
-                   "http://127.0.0.1:5000/buyer/payment", info["books"][0]["id"]):
+                   "http://127.0.0.1:5000/buyer/payment", info["books"][0]["id"],
+                   "http://127.0.0.1:5000/docs"):
         assert needle in text
     assert sessions.authenticate(ctx, demo.BUYER[0], info["buyer"]["token"])  # printed token is live

@@ -43,3 +43,8 @@ def test_commands_are_the_packages_and_their_flags_parse(compose):
     assert compose["api"]["ports"] == [f"{args.port}:{args.port}"]
     cmd = re.search(r"^CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M).group(1)
     assert yaml.safe_load(cmd) == compose["api"]["command"]
+
+
+def test_the_api_container_is_probed_on_health(compose):
+    probe = " ".join(compose["api"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:5000/health" in probe

@@ -1,4 +1,4 @@
-"""doc/openapi.yaml against the running server.
+"""be/api/openapi.yaml against the running server.
 
 1. The document is valid OpenAPI (openapi-spec-validator) and documents exactly the
    routes the Flask app serves.
@@ -13,6 +13,9 @@
    checked against the ``Message`` schema; a 405 must carry ``Allow``.
 4. The ``SearchKeywords`` pattern (q must hold one searchable character) is pinned to
    the server's query parser.
+5. The operator's calls (/health, /ready, /metrics, /docs and its files, /openapi.*)
+   are walked like the others; the document served at /openapi.json and /openapi.yaml
+   is this file.
 
 The search calls of issue 5 are walked when the app serves them, skipped otherwise.
 """
@@ -24,20 +27,25 @@ import uuid
 import pytest
 import requests
 import yaml
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 
 from be.api import create_app
+from be.api.docs import SPEC_PATH
 from fe import conf
 
-SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "openapi.yaml")
 SEARCH_OPS = {("get", "/search/books"), ("get", "/books/{book_id}"),
               ("get", "/books/{book_id}/pictures/{n}")}
 REQUEST_SCHEMAS = {"Id", "Password", "Cents", "NullableText", "Credentials", "Login",
                    "ChangePassword", "UserOnly", "StoreRef", "BookInfo", "AddBook", "AddStock",
                    "OrderLine", "NewOrder", "Payment", "AddFunds", "OrderRef", "SearchKeywords"}
+# Calls that take no input a client could get wrong: no 400 declared, and no error
+# reply to walk (404 and 405 are answered outside any operation).
+NO_INPUT = {"/ping", "/health", "/metrics", "/docs", "/openapi.json", "/openapi.yaml"}
+# Replies that are not JSON: read as text by the walk's validator.
+TEXT_TYPES = ("application/yaml", "text/javascript", "text/css")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 24
 
@@ -74,6 +82,17 @@ def closed(spec):
 
 def test_spec_is_valid_openapi():
     validate_spec(load_spec())
+
+
+def test_the_document_ships_in_the_package():
+    """The served document is package data (pyproject.toml), not a file of the checkout
+    that an installed server would not have."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    assert os.path.samefile(os.path.dirname(SPEC_PATH), os.path.join(root, "be", "api"))
+    assert os.path.basename(SPEC_PATH) in package_data["be.api"]
 
 
 def _app_routes(backend):
@@ -115,12 +134,13 @@ def test_every_operation_declares_400_and_message_replies():
         for method, op in item.items():
             codes = set(op["responses"])
             assert {"200", "404", "405", "500"} <= codes, (method, path)
-            if path != "/ping":
+            if path not in NO_INPUT and not path.startswith("/docs/") and path != "/ready":
                 assert "400" in codes, (method, path)
             if method == "post":
                 assert "413" in codes, (method, path)
     for name in ("Message", "Ok", "TokenReply", "OrderIdReply", "BalanceReply", "OrderReply",
-                 "OrderListReply", "StoreBooksReply", "SearchReply", "BookReply"):
+                 "OrderListReply", "StoreBooksReply", "SearchReply", "BookReply", "HealthReply",
+                 "ReadyReply"):
         assert "message" in spec["components"]["schemas"][name]["required"], name
 
 
@@ -150,7 +170,9 @@ class Walker:
     def __init__(self):
         spec = closed(load_spec())
         spec["servers"] = [{"url": conf.URL.rstrip("/")}]
-        self.openapi = OpenAPI.from_dict(spec)
+        text = {mime: lambda value, **params: value.decode("utf-8") for mime in TEXT_TYPES}
+        self.openapi = OpenAPI.from_dict(
+            spec, config=Config(extra_media_type_deserializers=text))
         self.message = OAS30Validator(spec["components"]["schemas"]["Message"])
         self.session = requests.Session()
         self.seen = set()  # (method, path template, status)
@@ -164,7 +186,8 @@ class Walker:
                                  data=data, headers=hdrs)
         allowed = expect if isinstance(expect, (set, tuple)) else {expect}
         assert r.status_code in allowed, (method, path, r.status_code, r.text[:300])
-        if r.headers.get("content-type", "").startswith("application/json"):
+        if (r.headers.get("content-type", "").startswith("application/json")
+                and op != "/openapi.json"):  # that one is the document itself
             assert isinstance(r.json().get("message"), str)
         if op is None:  # a reply that belongs to no operation
             self.message.validate(r.json())
@@ -255,6 +278,43 @@ def test_ping_and_replies_outside_any_operation(w):
     w.call("GET", "/orders/a%2Fb", 404)
 
 
+def test_operations_walk(w, backend):
+    """/health, /ready (503 before any sweep and when the sweep is stale, 200 after
+    one), /metrics, the docs page and its files, and this document as served."""
+    from datetime import timedelta
+
+    from be import heartbeat
+    from be.watcher import Sweeper
+    embedded = backend.engine.embedded is not None
+    health = w.get("/health", None, 200).json()
+    assert (health["status"], health["engine"]) == ("up", "embedded" if embedded else "mongodb")
+    beats = backend.db[heartbeat.COLLECTION]
+    beats.delete_one({"_id": heartbeat.ID})  # this test server runs no sweeper thread
+    r = w.get("/ready", None, 503).json()
+    assert r["ready"] is False and r["engine"]["ok"]
+    assert ("no timeout sweep" if embedded else "start the watcher") in r["message"]
+    Sweeper(backend).run_once()
+    r = w.get("/ready", None, 200).json()
+    assert r["timeouts"]["driver"] == "sweeper" and r["message"] == "ok"
+    stale = backend.clock.now() - timedelta(seconds=backend.settings.driver_max_age + 1)
+    beats.update_one({"_id": heartbeat.ID}, {"$set": {"at": stale}})
+    r = w.get("/ready", None, 503).json()
+    assert not r["timeouts"]["ok"] and "last ran" in r["timeouts"]["error"]
+    Sweeper(backend).run_once()
+    w.get("/ready", None, 200)
+
+    assert "bookstore_http_request_duration_seconds" in w.get("/metrics", None, 200).text
+    assert "docs/static/swagger-ui-bundle.js" in w.get("/docs", None, 200).text
+    op = "/docs/static/{filename}"
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
+        w.get(f"/docs/static/{name}", None, 200, op=op)
+    w.get("/docs/static/no-such-file.js", None, 404, op=op)
+    w.get("/docs/static/.hidden", None, 404, op=op)
+    assert w.get("/openapi.json", None, 200).json() == load_spec()
+    with open(SPEC_PATH, encoding="utf-8") as f:
+        assert w.get("/openapi.yaml", None, 200).text == f.read()
+
+
 def test_auth_walk(w, backend):
     user_id, pw = uid("auth"), "secret"
     w.post("/auth/register", {"user_id": user_id, "password": pw}, 200)
@@ -270,6 +330,8 @@ def test_auth_walk(w, backend):
     w.post("/auth/login", {"user_id": user_id, "password": pw}, 400)
     bal = {"user_id": user_id}
     w.get("/buyer/balance", bal, 200, t1)  # re-login keeps earlier tokens valid
+    bearer = {"Authorization": f"Bearer {t1}"}  # the same token, as most clients send it
+    w.call("GET", "/buyer/balance", 200, op="/buyer/balance", params=bal, headers=bearer)
 
     w.post("/auth/logout", {"user_id": user_id}, 200, t2)
     w.get("/buyer/balance", bal, 401, t2)  # logged out
@@ -558,4 +620,4 @@ def test_walk_covered_every_operation(w, request, backend):
     ok = {(m, p) for m, p, code in w.seen if code == 200}
     err = {(m, p) for m, p, code in w.seen if code >= 400}
     assert ops - ok == set(), "no success walked"
-    assert ops - {("get", "/ping")} - err == set(), "no error walked"
+    assert ops - {("get", p) for p in NO_INPUT} - err == set(), "no error walked"
