@@ -1,6 +1,6 @@
 """The API's own description, served: ``GET /openapi.json`` and ``/openapi.yaml`` (the
-document the test suite validates every live reply against, be/api/openapi.yaml,
-shipped as package data), and ``GET /docs``, Swagger UI over it.
+document the test suite validates every live reply against, doc/openapi.yaml;
+be/api/openapi.yaml is a link to it, so the installed package carries it as data), and ``GET /docs``, Swagger UI over it.
 
 Swagger UI's files come from the swagger-ui-py package (pinned in requirements.txt
 and pyproject.toml) and are served by this server from ``/docs/static/``: the page

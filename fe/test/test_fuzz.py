@@ -1,7 +1,7 @@
 """Hostile input over HTTP, on a server of its own (fresh embedded database, so
 every collection can be compared before and after each request).
 
-1. schemathesis generates requests for every operation of be/api/openapi.yaml, valid
+1. schemathesis generates requests for every operation of doc/openapi.yaml, valid
    and invalid (positive and negative modes), about MAX_EXAMPLES per operation;
    half of them carry a real user's id and token (as the ``token`` header or as
    ``Authorization: Bearer``) so they get past the authentication check into the

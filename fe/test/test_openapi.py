@@ -1,4 +1,4 @@
-"""be/api/openapi.yaml against the running server.
+"""doc/openapi.yaml against the running server.
 
 1. The document is valid OpenAPI (openapi-spec-validator) and documents exactly the
    routes the Flask app serves.
