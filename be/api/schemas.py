@@ -146,6 +146,7 @@ class OrdersQuery(PageQuery, UserQuery):
 
 class BooksQuery(PageQuery, UserQuery):
     store_id: Id
+    on_sale: Optional[bool] = None  # "true"/"false": only listings on (off) sale
 
 
 class ListingQuery(Query):

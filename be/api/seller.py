@@ -82,5 +82,6 @@ def seller_orders(q):
 @bp.get("/books")
 @signed_in(s.BooksQuery, query)
 def store_books(q):
-    rows, total = stores.store_books(backend(), q.user_id, q.store_id, q.page, q.page_size)
+    rows, total = stores.store_books(backend(), q.user_id, q.store_id, q.page, q.page_size,
+                                     q.on_sale)
     return ok(books=rows, total=total, page=q.page, page_size=q.page_size)

@@ -141,18 +141,21 @@ def set_stock_level(ctx, user_id, store_id, book_id, stock_level):
     raise errors.ListingBusy(book_id)
 
 
-def store_books(ctx, user_id, store_id, page, page_size):
+def store_books(ctx, user_id, store_id, page, page_size, on_sale=None):
     """One page of the store's listings by book_id: title (from each listing's
-    description), price, stock and whether it is on sale."""
+    description), price and stock; only those on sale (or off sale) when
+    ``on_sale`` is True (or False)."""
     owned_store(ctx, user_id, store_id)
     query = {"store_id": store_id}
+    if on_sale is not None:
+        query["on_sale"] = on_sale
     rows = list(ctx.db.listings.find(
-        query, {"book_id": 1, "desc": 1, "price": 1, "stock_level": 1, "on_sale": 1, "_id": 0},
+        query, {"book_id": 1, "desc": 1, "price": 1, "stock_level": 1, "_id": 0},
         sort=[("store_id", 1), ("book_id", 1)], skip=(page - 1) * page_size, limit=page_size))
     titles = {}
     if rows:
         titles = {d["_id"]: d["title"] for d in ctx.db.descriptions.find(
             {"_id": {"$in": list({r["desc"] for r in rows})}}, {"title": 1})}
     books = [{"book_id": r["book_id"], "title": titles[r["desc"]], "price": r["price"],
-              "stock_level": r["stock_level"], "on_sale": r["on_sale"]} for r in rows]
+              "stock_level": r["stock_level"]} for r in rows]
     return books, ctx.db.listings.count_documents(query)

@@ -209,9 +209,8 @@ def test_store_books_pages_in_book_id_order(ctx, seller):
                         {"id": f"b{n}", "title": f"T{n}", "price": 100 * n}, n + 1)
     rows, total = stores.store_books(ctx, uid, store_id, 1, 2)
     assert total == 5
-    assert rows == [{"book_id": "b0", "title": "T0", "price": 0, "stock_level": 1, "on_sale": True},
-                    {"book_id": "b1", "title": "T1", "price": 100, "stock_level": 2,
-                     "on_sale": True}]
+    assert rows == [{"book_id": "b0", "title": "T0", "price": 0, "stock_level": 1},
+                    {"book_id": "b1", "title": "T1", "price": 100, "stock_level": 2}]
     rows, _ = stores.store_books(ctx, uid, store_id, 3, 2)
     assert [r["book_id"] for r in rows] == ["b4"]
     rows, total = stores.store_books(ctx, uid, store_id, 4, 2)
