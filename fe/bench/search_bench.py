@@ -133,7 +133,8 @@ class Dataset:
         self.load_s = time.perf_counter() - started
         self.rss_after = rss_bytes()
         self.listings = listings
-        terms = [len(d.get("terms", ())) for d in ctx.db.descriptions.find({}, {"terms": 1, "_id": 0})]
+        terms = [len(d.get("terms", ()))
+                 for d in ctx.db.descriptions.find({}, {"terms": 1, "_id": 0})]
         self.terms_per_book = sum(terms) / max(1, len(terms))
 
     def drop(self):
