@@ -89,6 +89,7 @@ SNIPPET_CHARS = 60
 DISPLAY = ("book_id", "title", "author", "publisher", "pub_year", "tags")
 LISTING = ("store_id", "price", "stock_level")  # what a hit shows of each listing
 JOIN_BATCH = 5000  # description ids per listings query (bounded request size)
+JOIN_FIELDS = {"desc": 1, "store_id": 1, "price": 1, "stock_level": 1, "_id": 0}
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
@@ -384,7 +385,7 @@ def _matches(ctx, units, fields, store_id):
         query = {"desc": {"$in": ids[at:at + JOIN_BATCH]}, "on_sale": True}
         if store_id is not None:
             query["store_id"] = store_id
-        for row in ctx.db.listings.find(query, dict.fromkeys(LISTING + ("desc",), 1)):
+        for row in ctx.db.listings.find(query, dict(JOIN_FIELDS)):  # the engine adds to it
             shown[row["desc"]].append(row)
     for rows in shown.values():
         rows.sort(key=lambda r: r["store_id"])
