@@ -467,8 +467,10 @@ class _Audit:
                          f"price {price!r} not a boolean / non-negative integer", [listing])
             desc = descs.get(listing.get("desc"))
             if desc is None:
+                hint = "" if "desc" in listing else (
+                    " (a listing from before issue 12: run python -m scripts.migrate_catalogue)")
                 self.add("catalogue", f"listing {lid}: its description "
-                         f"{listing.get('desc')!r} is not stored", [listing])
+                         f"{listing.get('desc')!r} is not stored{hint}", [listing])
                 continue
             if desc.get("book_id") != listing.get("book_id"):
                 self.add("catalogue", f"listing {lid}: shows a description of book "
