@@ -41,10 +41,9 @@ it (title 8, author and tags 4, publisher 2, intros and content 1) and each
 short field holding the whole query as one phrase, or an author or a tag equal
 to it, adds its weight again; then the number of (unit, field) matches; then
 book_id and the description's id, so ties keep one order and pages never
-overlap. Candidates are read
-with only the display fields, never the term arrays, content or pictures; the
-long texts are read only for the page's hits that matched nowhere else, to cut
-their snippet. A word that no book holds as a whole (say "高级社" against
+overlap. Candidates are read with only the display fields, never the term
+arrays, content or pictures; the long texts are read only for the page's hits
+that matched nowhere else, to cut their snippet. A word that no book holds as a whole (say "高级社" against
 "高级社会学") is retried once as its bigrams before answering nothing.
 
 Scope: a hit is a description that some listing on sale shows. The candidates
@@ -59,7 +58,7 @@ import logging
 import re
 import threading
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import jieba
 
@@ -427,13 +426,8 @@ def shown_description(ctx, book_id, store_id=None):
             if r["on_sale"]]
     if not rows:
         raise errors.NoSuchBook(book_id)
-    counts = defaultdict(int)
-    for r in rows:
-        counts[r["desc"]] += 1
-    first = {}
-    for n, r in enumerate(rows):
-        first.setdefault(r["desc"], n)
-    desc = min(counts, key=lambda d: (-counts[d], first[d]))
+    counts = Counter(r["desc"] for r in rows)  # in the order the stores come
+    desc = max(counts, key=counts.get)  # the first of the most shown
     return desc, [r for r in rows if r["desc"] == desc], [r for r in rows if r["desc"] != desc]
 
 
