@@ -24,6 +24,14 @@ each line's count while it is not cancelled (an order busy in step ``reserve`` o
 on the listings that carry its reserve marker), and a cancelled order still holds
 it while its todo lists ``restore`` and the listing lacks the restore marker.
 
+Catalogue. Every listing shows a whole description of its own book: ``desc``
+names a stored description whose ``book_id`` is the listing's and whose ``_id``
+is the hash of what it says (so it was never changed after it was written), and
+every picture it names is stored under the hash of its bytes. Descriptions and
+pictures no listing reaches (left by crashes and updates) are counted by
+``summary``, not violations. Each listing has a boolean ``on_sale`` and a price
+in whole cents.
+
 Orders: one legal state, a history that starts ``unpaid`` and follows legal
 transitions, the step timestamps matching the history and never going backwards,
 a ``busy`` step that fits the state, totals that add up, and no order both refunded
@@ -40,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from be.db import listing_id as _listing_id
-from be.model import effects, lifecycle
+from be.model import catalogue, effects, lifecycle
 from be.model.lifecycle import STATES
 
 # The rules come from the lifecycle table (be.model.lifecycle), so the audit checks
@@ -86,6 +94,12 @@ def _is_int(value):
 def _before(a, b):
     """a < b, for two datetimes; False when either is missing."""
     return isinstance(a, datetime) and isinstance(b, datetime) and a < b
+
+
+def _brief(desc):
+    """A description fit for printing: no search terms, long texts cut."""
+    return {k: (v[:80] + "…" if isinstance(v, str) and len(v) > 80 else v)
+            for k, v in desc.items() if k != "terms"}
 
 
 def _public(doc, hide=("password_hash",)):
@@ -439,11 +453,44 @@ class _Audit:
                          f"held by orders {held[lid]} = {level + held[lid]}",
                          [listing] + [o for o in related[lid]])
 
+    # ------------------------------------------------------------ catalogue
+
+    def check_catalogue(self):
+        wanted = {doc.get("desc") for doc in self.listings.values()} - {None}
+        descs = {d["_id"]: d for d in self.db.descriptions.find({"_id": {"$in": sorted(wanted)}})}
+        pictures = {p for d in descs.values() for p in d.get("pictures") or []}
+        stored = {p["_id"]: p for p in self.db.pictures.find({"_id": {"$in": sorted(pictures)}})}
+        for lid, listing in self.listings.items():
+            price = listing.get("price")
+            if not isinstance(listing.get("on_sale"), bool) or not _is_int(price) or price < 0:
+                self.add("catalogue", f"listing {lid}: on_sale {listing.get('on_sale')!r} / "
+                         f"price {price!r} not a boolean / non-negative integer", [listing])
+            desc = descs.get(listing.get("desc"))
+            if desc is None:
+                hint = "" if "desc" in listing else (
+                    " (a listing from before issue 12: run python -m scripts.migrate_catalogue)")
+                self.add("catalogue", f"listing {lid}: its description "
+                         f"{listing.get('desc')!r} is not stored{hint}", [listing])
+                continue
+            if desc.get("book_id") != listing.get("book_id"):
+                self.add("catalogue", f"listing {lid}: shows a description of book "
+                         f"{desc.get('book_id')!r}", [listing, _brief(desc)])
+            if catalogue.description_id(desc) != desc["_id"]:
+                self.add("catalogue", f"description {desc['_id']}: what it says does not "
+                         "hash to its id (changed after it was written)", [listing, _brief(desc)])
+            for n, pid in enumerate(desc.get("pictures") or []):
+                pic = stored.get(pid)
+                if pic is None or catalogue.picture_id(bytes(pic["data"])) != pid:
+                    self.add("catalogue", f"listing {lid}: picture {n} ({pid}) is "
+                             + ("not stored" if pic is None else "not what its id says"),
+                             [listing, _brief(desc)])
+
     def run(self):
         good = [o for o in self.orders.values() if self.check_order(o)]
         self.check_markers()
         self.totals = self.check_money(good)
         self.check_stock(good)
+        self.check_catalogue()
         return self.out
 
 
@@ -462,4 +509,16 @@ def summary(db):
         per_state[o.get("state")] = per_state.get(o.get("state"), 0) + 1
     return {"users": len(a.users), "listings": len(a.listings), "orders": per_state,
             "busy": sum(1 for o in a.orders.values() if o.get("busy")),
-            "money": a.totals, "violations": len(violations)}
+            "money": a.totals, "violations": len(violations),
+            "unreferenced": unreferenced(db)}
+
+
+def unreferenced(db):
+    """{"descriptions": n, "pictures": n} that no listing reaches: what crashes and
+    updates left behind (harmless: no read reaches them; they only take space)."""
+    used = {doc.get("desc") for doc in db.listings.find({}, {"desc": 1})}
+    descs = {d["_id"]: d.get("pictures") or [] for d in db.descriptions.find({}, {"pictures": 1})}
+    seen = {p for d, pics in descs.items() if d in used for p in pics}
+    pictures = [p["_id"] for p in db.pictures.find({}, {"_id": 1})]
+    return {"descriptions": sum(1 for d in descs if d not in used),
+            "pictures": sum(1 for p in pictures if p not in seen)}

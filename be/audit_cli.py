@@ -8,7 +8,8 @@ refunds + credits equals their balance; in total, what was added equals all
 balances plus what paid and shipped orders hold), that stock is conserved per
 listing, that nothing is negative, that every order is in one legal state with a
 legal history and consistent timestamps, that no order was both refunded and paid
-out, and that no marker of a finished step is left behind. Prints each violation
+out, that no marker of a finished step is left behind, and that every listing
+shows a whole, unchanged description of its own book. Prints each violation
 with the documents involved (password hashes omitted).
 
 Exit status: 0 clean, 1 violations found, 2 no database configured. Run it on a
@@ -40,7 +41,9 @@ def run(db, where, settled=False, out=None):
     print(f"audited {where}: {facts['users']} users, {facts['listings']} listings, "
           f"orders {facts['orders']}, {facts['busy']} busy; money added "
           f"{facts['money']['added']}, balances {facts['money']['balances']}, held by orders "
-          f"{facts['money']['held']} (cents)", file=out)
+          f"{facts['money']['held']} (cents); unreferenced descriptions "
+          f"{facts['unreferenced']['descriptions']}, pictures "
+          f"{facts['unreferenced']['pictures']}", file=out)
     if not violations:
         print("no violations", file=out)
         return 0

@@ -25,10 +25,12 @@ INDEXES = {
     "listings": [
         ([("store_id", ASC), ("book_id", ASC)], {"unique": True}),
         ([("book_id", ASC), ("store_id", ASC)], {}),
+        # search: the listings that show each candidate description (be.model.search)
+        ([("desc", ASC), ("store_id", ASC)], {}),
     ],
-    "pictures": [([("book_id", ASC), ("n", ASC)], {})],
-    # search: multikey over the "<field>:<term>" strings (be.model.search)
-    "books": [([("terms", ASC)], {})],
+    # search: multikey over the "<field>:<term>" strings (be.model.search);
+    # descriptions and pictures are otherwise read by _id (be.model.catalogue)
+    "descriptions": [([("terms", ASC)], {})],
     "orders": [
         ([("buyer_id", ASC), ("created_at", DESC), ("_id", DESC)], {}),
         ([("buyer_id", ASC), ("state", ASC), ("created_at", DESC), ("_id", DESC)], {}),

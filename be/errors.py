@@ -34,6 +34,8 @@ FundsTooLow = _error("FundsTooLow", 519, "not sufficient funds: {}")
 BadOrderState = _error("BadOrderState", 520, "order {} is {}: {}")
 OrderExpired = _error("OrderExpired", 521, "order {} expired: its payment window has closed")
 Busy = _error("Busy", 503, "order {} is being changed by another request; retry")
+ListingBusy = _error("ListingBusy", 503, "the listing of book {} is being changed by other "
+                                         "requests; retry")
 
 
 class TooManyAttempts(BookstoreError):

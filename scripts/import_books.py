@@ -7,7 +7,14 @@ Usage::
 
 It talks to a running server over the HTTP API (the ``fe.access`` client), so it
 works whichever engine the server uses. Each row becomes one ``add_book`` call;
-the picture blob is sent base64 in ``book_info.pictures``.
+the picture blob is sent base64 in ``book_info.pictures``. What it sends is the
+store's own description of each book (issue 12): importing another file that
+reuses a book id into another store changes nothing in this one, and rows that
+several stores import alike are stored once on the server.
+
+``--update`` re-sends the rows the store already lists with ``update_book``, so
+the store's descriptions and prices follow a corrected file (its stock is left
+as it is).
 
 Resumable: before sending anything it asks the server which books the store
 already lists (``GET /seller/books``, 100 per page) and skips those; a book the
@@ -52,6 +59,7 @@ class Result:
     total: int = 0
     imported: int = 0
     skipped: int = 0          # listed before this run (or 516 during it)
+    updated: int = 0          # listed before, description re-sent (--update)
     failed: list = field(default_factory=list)  # (book id, HTTP status) refused
 
 
@@ -156,8 +164,9 @@ def listed_ids(seller, store):
 # ---------------------------------------------------------------- the import
 
 def import_books(url, user, password, store, path, stock=100, register=False,
-                 workers=4, progress=True):
-    """Import every row of ``path`` not yet listed in ``store``; returns a Result.
+                 workers=4, progress=True, update=False):
+    """Import every row of ``path`` not yet listed in ``store`` (and, with
+    ``update``, re-send those listed with update_book); returns a Result.
     Raises BadBookFile / ImportFailed for problems that stop the import."""
     if not url.endswith("/"):
         url += "/"
@@ -176,10 +185,12 @@ def import_books(url, user, password, store, path, stock=100, register=False,
             def collect(futures):
                 for fut in futures:
                     try:
-                        book_id, code = fut.result()
+                        book_id, code, updating = fut.result()
                     except requests.RequestException as exc:
                         raise _unreachable("add_book (run again to resume)", exc)
-                    if code == 200:
+                    if code == 200 and updating:
+                        result.updated += 1
+                    elif code == 200:
                         result.imported += 1
                     elif code == 516:
                         result.skipped += 1
@@ -188,23 +199,27 @@ def import_books(url, user, password, store, path, stock=100, register=False,
                     bar.update(1)
 
             for row in rows:
-                if row[0] is not None and str(row[0]) in done:
+                listed = row[0] is not None and str(row[0]) in done
+                if listed and not update:
                     result.skipped += 1
                     bar.update(1)
                     continue
                 if len(running) >= 2 * max(1, workers):  # bounded: rows hold pictures
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     collect(finished)
-                running.add(pool.submit(_add_status, seller, store, stock, row))
+                running.add(pool.submit(_send, seller, store, stock, row, listed))
             collect(wait(running)[0])
         return result
     finally:
         conn.close()
 
 
-def _add_status(seller, store, stock, row):
+def _send(seller, store, stock, row, listed):
+    """(book id, status, whether it was an update) of one row's call."""
     info = book_info(row)
-    return info.id, seller.add_book(store, stock, info)
+    if listed:
+        return info.id, seller.update_book(store, info), True
+    return info.id, seller.add_book(store, stock, info), False
 
 
 def main(argv=None):
@@ -218,6 +233,9 @@ def main(argv=None):
     parser.add_argument("--stock", type=int, default=100, help="stock level of each book")
     parser.add_argument("--register", action="store_true",
                         help="register the seller and create the store if missing")
+    parser.add_argument("--update", action="store_true",
+                        help="re-send books the store lists already (update_book): their "
+                             "descriptions and prices follow the file, stock unchanged")
     parser.add_argument("--workers", type=int, default=4, help="concurrent requests")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -226,12 +244,14 @@ def main(argv=None):
     try:
         result = import_books(args.url, args.user, args.password, args.store, args.file,
                               stock=args.stock, register=args.register,
-                              workers=args.workers, progress=not args.no_progress)
+                              workers=args.workers, progress=not args.no_progress,
+                              update=args.update)
     except ImportFailed as exc:
         print(f"import_books: error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.file}: {result.total} books, {result.imported} imported, "
-          f"{result.skipped} already listed, {len(result.failed)} refused")
+          + (f"{result.updated} updated, " if args.update else "")
+          + f"{result.skipped} already listed, {len(result.failed)} refused")
     for book_id, code in result.failed[:20]:
         print(f"  book {book_id}: refused with {code}", file=sys.stderr)
     return 1 if result.failed else 0

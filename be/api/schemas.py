@@ -88,9 +88,24 @@ class AddBook(StoreRef):
     stock_level: Annotated[int, Field(ge=0, le=10**9)]
 
 
-class AddStock(StoreRef):
+class UpdateBook(StoreRef):
+    book_info: BookInfo
+
+
+class ListingRef(StoreRef):
     book_id: Id
+
+
+class AddStock(ListingRef):
     add_stock_level: Annotated[int, Field(ge=0, le=10**9)]
+
+
+class SetStock(ListingRef):
+    stock_level: Annotated[int, Field(ge=0, le=10**9)]
+
+
+class SetPrice(ListingRef):
+    price: Cents
 
 
 class Line(Body):
@@ -150,3 +165,9 @@ class OrdersQuery(PageQuery, UserQuery):
 
 class BooksQuery(PageQuery, UserQuery):
     store_id: Id
+    on_sale: Optional[bool] = None  # "true"/"false": only listings on (off) sale
+
+
+class ListingQuery(Query):
+    """``?store_id=`` on the book reads: that store's listing of the book."""
+    store_id: Optional[Id] = None

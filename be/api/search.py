@@ -1,11 +1,12 @@
-"""Book search and book details (issue 5): no token needed."""
+"""Book search and book details (issue 5): no token needed. ``?store_id=`` on
+the book reads shows that store's listing (issue 12)."""
 from typing import Annotated, Optional
 
 from flask import Blueprint, abort
 from pydantic import StringConstraints
 
 from be.api.common import backend, ok, query
-from be.api.schemas import Id, PageQuery
+from be.api.schemas import Id, ListingQuery, PageQuery
 from be.model import search
 
 bp = Blueprint("search", __name__)
@@ -27,13 +28,16 @@ def search_books():
 
 @bp.get("/books/<book_id>")
 def get_book(book_id):
-    return ok(book=search.get_book(backend(), book_id))
+    a = query(ListingQuery)
+    return ok(book=search.get_book(backend(), book_id, a.store_id))
 
 
 @bp.get("/books/<book_id>/pictures/<int:n>")
 def get_picture(book_id, n):
-    picture = search.get_picture(backend(), book_id, n)
+    a = query(ListingQuery)
+    picture = search.get_picture(backend(), book_id, n, a.store_id)
     if picture is None:
-        abort(404, description=f"book {book_id} has no picture {n}")
+        where = f" in store {a.store_id}" if a.store_id is not None else ""
+        abort(404, description=f"book {book_id}{where} has no picture {n}")
     data, content_type = picture
     return data, 200, {"Content-Type": content_type}

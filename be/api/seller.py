@@ -22,6 +22,41 @@ def add_book(b):
     return ok()
 
 
+@bp.post("/update_book")
+@signed_in(s.UpdateBook)
+def update_book(b):
+    stores.update_book(backend(), b.user_id, b.store_id, b.book_info.model_dump())
+    return ok()
+
+
+@bp.post("/set_price")
+@signed_in(s.SetPrice)
+def set_price(b):
+    stores.set_price(backend(), b.user_id, b.store_id, b.book_id, b.price)
+    return ok()
+
+
+@bp.post("/set_stock_level")
+@signed_in(s.SetStock)
+def set_stock_level(b):
+    stores.set_stock_level(backend(), b.user_id, b.store_id, b.book_id, b.stock_level)
+    return ok()
+
+
+@bp.post("/unlist_book")
+@signed_in(s.ListingRef)
+def unlist_book(b):
+    stores.unlist_book(backend(), b.user_id, b.store_id, b.book_id)
+    return ok()
+
+
+@bp.post("/relist_book")
+@signed_in(s.ListingRef)
+def relist_book(b):
+    stores.relist_book(backend(), b.user_id, b.store_id, b.book_id)
+    return ok()
+
+
 @bp.post("/add_stock_level")
 @signed_in(s.AddStock)
 def add_stock_level(b):
@@ -40,5 +75,6 @@ def seller_orders(q):
 @bp.get("/books")
 @signed_in(s.BooksQuery, query)
 def store_books(q):
-    rows, total = stores.store_books(backend(), q.user_id, q.store_id, q.page, q.page_size)
+    rows, total = stores.store_books(backend(), q.user_id, q.store_id, q.page, q.page_size,
+                                     q.on_sale)
     return ok(books=rows, total=total, page=q.page, page_size=q.page_size)

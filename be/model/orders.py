@@ -257,10 +257,10 @@ def new_order(ctx, user_id, store_id, lines):
     lines = _merge_lines(lines)
     found = {doc["book_id"]: doc for doc in ctx.db.listings.find(
         {"_id": {"$in": [listing_id(store_id, b) for b, _ in lines]}},
-        {"book_id": 1, "price": 1, "stock_level": 1})}
+        {"book_id": 1, "price": 1, "stock_level": 1, "on_sale": 1})}
     for book_id, count in lines:
-        if book_id not in found:
-            raise errors.NoSuchBook(book_id)
+        if book_id not in found or not found[book_id]["on_sale"]:
+            raise errors.NoSuchBook(book_id)  # an unlisted book is no book to order
     for book_id, count in lines:
         if found[book_id]["stock_level"] < count:
             raise errors.StockTooLow(book_id)
@@ -287,14 +287,13 @@ def new_order(ctx, user_id, store_id, lines):
     k = effects.key(order, "reserve")
     result = ctx.db.listings.bulk_write([
         UpdateOne({"_id": listing_id(store_id, i["book_id"]), "stock_level": {"$gte": i["count"]},
-                   "ops": {"$ne": k}},
+                   "on_sale": True, "ops": {"$ne": k}},
                   {"$inc": {"stock_level": -i["count"]}, "$push": {"ops": k}})
         for i in items], ordered=False)
     if result.modified_count != len(items):
         effects.undo(ctx.db, order, "reserve")
         ctx.db.orders.delete_one({"_id": oid, "busy.owner": owner})
-        short = _short_line(ctx, store_id, items)
-        raise errors.StockTooLow(short)
+        _short_line(ctx, store_id, items)
     reserved = ctx.db.orders.find_one_and_update(
         {"_id": oid, "busy.owner": owner},
         {"$set": {"busy": {"step": "effects", "owner": owner, "since": now,
@@ -316,14 +315,18 @@ def new_order(ctx, user_id, store_id, lines):
 
 
 def _short_line(ctx, store_id, items):
-    """The first line whose listing cannot cover it (after a lost race for stock)."""
-    docs = {d["book_id"]: d["stock_level"] for d in ctx.db.listings.find(
+    """Raise the error of the first line a reservation could not take (after a
+    lost race): 515 if its listing went off sale, else 517 for a short one."""
+    docs = {d["book_id"]: d for d in ctx.db.listings.find(
         {"_id": {"$in": [listing_id(store_id, i["book_id"]) for i in items]}},
-        {"book_id": 1, "stock_level": 1})}
+        {"book_id": 1, "stock_level": 1, "on_sale": 1})}
     for i in items:
-        if docs.get(i["book_id"], 0) < i["count"]:
-            return i["book_id"]
-    return items[0]["book_id"]
+        if not docs.get(i["book_id"], {}).get("on_sale"):
+            raise errors.NoSuchBook(i["book_id"])
+    for i in items:
+        if docs[i["book_id"]]["stock_level"] < i["count"]:
+            raise errors.StockTooLow(i["book_id"])
+    raise errors.StockTooLow(items[0]["book_id"])
 
 
 def payment(ctx, user_id, order_id):

@@ -1,9 +1,12 @@
-"""Book search: Chinese-aware terms on the book document, one multikey index.
+"""Book search: Chinese-aware terms on each description, one multikey index.
 
-Indexing (``index_fields``, called by ``stores.add_book`` on every write of a
-book, so the terms follow the info): each searchable field is cut into terms
-and stored in one array ``terms`` of ``"<field code>:<term>"`` strings, served
-by the multikey index ``books.terms`` declared in ``be.db.INDEXES``.
+What is searched are descriptions (``be.model.catalogue``): what a store says
+about a book, shared by every store that says the same. Indexing
+(``index_fields``, called by ``catalogue.prepare`` when a description is built,
+so the terms are the description's own and never change after) cuts each
+searchable field into terms stored in one array ``terms`` of
+``"<field code>:<term>"`` strings, served by the multikey index
+``descriptions.terms`` declared in ``be.db.INDEXES``.
 
 Terms of a text (after NFKC folding and lower-casing, so full-width and
 half-width forms and upper and lower case meet):
@@ -37,25 +40,31 @@ then a score, where each unit adds the weight of the best chosen field holding
 it (title 8, author and tags 4, publisher 2, intros and content 1) and each
 short field holding the whole query as one phrase, or an author or a tag equal
 to it, adds its weight again; then the number of (unit, field) matches; then
-book_id, so ties keep one order and pages never overlap. Candidates are read
-with only the display fields, never the term arrays, content or pictures; the
-long texts are read only for the page's hits that matched nowhere else, to cut
-their snippet. A word that no book holds as a whole (say "高级社" against
+book_id and the description's id, so ties keep one order and pages never
+overlap. Candidates are read with only the display fields, never the term
+arrays, content or pictures; the long texts are read only for the page's hits
+that matched nowhere else, to cut their snippet. A word that no book holds as a whole (say "高级社" against
 "高级社会学") is retried once as its bigrams before answering nothing.
 
-Scope: site-wide searches only books some store lists (``listed``, set by
-``mark_listed`` after a listing is written); a store's search joins the
-candidates with that store's listings by listing _id (``be.db.listing_id``).
+Scope: a hit is a description that some listing on sale shows. The candidates
+are joined with the listings on sale that point to them (site-wide, or in one
+store: ``listings`` by ``desc``, and ``store_id``), so a description nobody
+shows any more (replaced, taken off sale, or left by a crash) is never a hit,
+and each hit says which stores show it. Two stores that describe one book id
+alike share one hit; described differently, each description is a hit of its
+own, found by its own words, showing its own fields, with its own stores.
 """
 import logging
 import re
 import threading
 import unicodedata
+from collections import Counter, defaultdict
 
 import jieba
 
 from be import errors
 from be.db import listing_id
+from be.model import catalogue
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -75,8 +84,11 @@ MAX_QUERY_CHARS = 256
 MAX_QUERY_UNITS = 24
 SNIPPET_CHARS = 60
 
-# Fields a hit shows; the candidate read projects only these.
-DISPLAY = ("title", "author", "publisher", "pub_year", "tags", "price")
+# Fields a hit shows from its description; the candidate read projects only these.
+DISPLAY = ("book_id", "title", "author", "publisher", "pub_year", "tags")
+LISTING = ("store_id", "price", "stock_level")  # what a hit shows of each listing
+JOIN_BATCH = 5000  # description ids per listings query (bounded request size)
+JOIN_FIELDS = {"desc": 1, "store_id": 1, "price": 1, "stock_level": 1, "_id": 0}
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
@@ -150,22 +162,13 @@ def text_terms(text, short=False, cap=None):
 
 
 def index_fields(info):
-    """The search fields ``add_book`` stores on the book document."""
+    """The search fields a description stores (``catalogue.prepare``)."""
     terms = []
     for field, code in FIELDS.items():
         short = field in SHORT_FIELDS
         cap = SHORT_FIELD_CAP if short else LONG_FIELD_CAP
         terms.extend(f"{code}:{t}" for t in text_terms(_field_text(info, field), short, cap))
     return {"terms": terms}
-
-
-def mark_listed(ctx, book_id):
-    """Record that some store lists the book: called after its listing is
-    written (and again when add_book finds the listing there), so a crash in
-    between can hide a book from site-wide search until the retry, never show
-    one that no store lists."""
-    ctx.db.books.update_one({"_id": book_id, "listed": {"$ne": True}},
-                            {"$set": {"listed": True}})
 
 
 # ---------------------------------------------------------------- queries
@@ -227,8 +230,8 @@ def parse_fields(text):
     return tuple(dict.fromkeys(names))
 
 
-def book_filter(units, fields, site_wide):
-    """The books query: every unit in one of ``fields``. Each unit is a ``$in``
+def book_filter(units, fields):
+    """The descriptions query: every unit in one of ``fields``. Each unit is a ``$in``
     over its index keys in those fields, all on the multikey ``terms`` index;
     the longest unit (likely the rarest) leads, so a planner that takes its
     bounds from the first predicate scans the fewest keys."""
@@ -237,8 +240,6 @@ def book_filter(units, fields, site_wide):
     query = dict(clauses[0])
     if len(clauses) > 1:
         query["$and"] = clauses[1:]
-    if site_wide:
-        query["listed"] = True
     return query
 
 
@@ -275,7 +276,7 @@ def _rank(doc, units, fields, q_compact):
     chosen field holding it (a long field when no short one does), and each
     short field holding the whole query as one phrase, or an author or tag
     equal to it, adds its weight again; then the number of (unit, field)
-    matches; then book_id."""
+    matches; then book_id and the description's id."""
     views = {f: _View(_field_text(doc, f)) for f in fields if f in SHORT_FIELDS}
     long_weight = 1 if any(f not in SHORT_FIELDS for f in fields) else 0
     score = places = 0
@@ -294,7 +295,7 @@ def _rank(doc, units, fields, q_compact):
     if "tags" in views and q_compact in views["tags"].compact.split("\n"):
         score += WEIGHTS["tags"]
     exact = "title" in views and views["title"].compact == q_compact
-    return (-int(exact), -score, -places, doc["_id"]), best_fields
+    return (-int(exact), -score, -places, doc["book_id"], doc["_id"]), best_fields
 
 
 def _snippet(text, units):
@@ -308,10 +309,12 @@ def _snippet(text, units):
 
 
 def search_books(ctx, q, fields=None, store_id=None, page=1, page_size=20):
-    """One page of the books matching every term of ``q`` in ``fields`` (names,
-    or the request's comma-separated text; None for the default), best first;
-    ``store_id`` restricts to that store's books, with its price and stock.
-    Returns (hits, total)."""
+    """One page of the descriptions matching every term of ``q`` in ``fields``
+    (names, or the request's comma-separated text; None for the default) that a
+    listing on sale shows, best first. Site-wide each hit carries the listings
+    that show it (``listings``: store, price, stock) and the lowest of their
+    prices; ``store_id`` restricts to that store's listings, each hit with the
+    store's price and stock. Returns (hits, total)."""
     q = (q or "").strip()
     if not q:
         raise errors.BadRequest("q must not be empty")
@@ -329,12 +332,12 @@ def search_books(ctx, q, fields=None, store_id=None, page=1, page_size=20):
     if store_id is not None and ctx.db.stores.find_one({"_id": store_id}, {"_id": 1}) is None:
         raise errors.NoSuchStore(store_id)
 
-    candidates, listings = _matches(ctx, units, fields, store_id)
+    candidates, shown = _matches(ctx, units, fields, store_id)
     if not candidates:
         fragments = query_units(q, whole_words=False)
         if fragments != units:
             units = fragments
-            candidates, listings = _matches(ctx, units, fields, store_id)
+            candidates, shown = _matches(ctx, units, fields, store_id)
 
     q_compact = _compact(q)
     ranked = sorted((_rank(d, units, fields, q_compact) + (d,) for d in candidates),
@@ -344,41 +347,48 @@ def search_books(ctx, q, fields=None, store_id=None, page=1, page_size=20):
     window = ranked[start:start + page_size]
 
     # Where a page hit matched no short field, its snippet comes from the long
-    # fields searched: read them for those few books only.
+    # fields searched: read them for those few descriptions only.
     long_fields = [f for f in fields if f not in SHORT_FIELDS]
     need = [d["_id"] for _, best, d in window if not any(best) and long_fields]
     texts = {}
     if need:
-        for row in ctx.db.books.find({"_id": {"$in": need}}, dict.fromkeys(long_fields, 1)):
+        for row in ctx.db.descriptions.find({"_id": {"$in": need}},
+                                            dict.fromkeys(long_fields, 1)):
             texts[row["_id"]] = row
 
     hits = []
     for _, best, doc in window:
-        hit = {"book_id": doc["_id"]}
-        hit.update({f: doc.get(f) for f in DISPLAY})
+        hit = {f: doc.get(f) for f in DISPLAY}
+        rows = shown[doc["_id"]]
         if store_id is not None:
-            listing = listings[doc["_id"]]
-            hit["price"] = listing.get("price")
-            hit["stock_level"] = listing.get("stock_level")
+            (listing,) = rows
+            hit["price"] = listing["price"]
+            hit["stock_level"] = listing["stock_level"]
+        else:
+            hit["price"] = min(r["price"] for r in rows)
+            hit["listings"] = [{f: r[f] for f in LISTING} for r in rows]
         hit["snippet"] = _hit_snippet(doc, texts.get(doc["_id"]), best, units, long_fields)
         hits.append(hit)
     return hits, total
 
 
 def _matches(ctx, units, fields, store_id):
-    """The candidate books (display fields only) and, in a store, its listings
-    of them by book_id."""
+    """The candidate descriptions (display fields only) that a listing on sale
+    shows (in ``store_id``, if given), and those listings by description id,
+    ordered by store."""
     projection = dict.fromkeys(DISPLAY, 1)
-    candidates = list(ctx.db.books.find(book_filter(units, fields, store_id is None), projection))
-    listings = {}
-    if store_id is not None and candidates:
-        # by listing _id: one _id-index lookup per candidate on any engine
-        rows = ctx.db.listings.find(
-            {"_id": {"$in": [listing_id(store_id, d["_id"]) for d in candidates]}},
-            {"book_id": 1, "price": 1, "stock_level": 1, "_id": 0})
-        listings = {r["book_id"]: r for r in rows}
-        candidates = [d for d in candidates if d["_id"] in listings]
-    return candidates, listings
+    candidates = list(ctx.db.descriptions.find(book_filter(units, fields), projection))
+    shown = defaultdict(list)
+    ids = [d["_id"] for d in candidates]
+    for at in range(0, len(ids), JOIN_BATCH):
+        query = {"desc": {"$in": ids[at:at + JOIN_BATCH]}, "on_sale": True}
+        if store_id is not None:
+            query["store_id"] = store_id
+        for row in ctx.db.listings.find(query, dict(JOIN_FIELDS)):  # the engine adds to it
+            shown[row["desc"]].append(row)
+    for rows in shown.values():
+        rows.sort(key=lambda r: r["store_id"])
+    return [d for d in candidates if d["_id"] in shown], shown
 
 
 def _hit_snippet(doc, long_doc, best, units, long_fields):
@@ -394,25 +404,59 @@ def _hit_snippet(doc, long_doc, best, units, long_fields):
 
 # ---------------------------------------------------------------- one book
 
-def get_book(ctx, book_id):
-    """A book's info (no pictures, no search terms), picture_count, and the
-    stores listing it with their price and stock."""
-    book = ctx.db.books.find_one({"_id": book_id}, {"terms": 0, "listed": 0})
-    if book is None:
+def _public_listing(row):
+    return {"store_id": row["store_id"], "price": row["price"],
+            "stock_level": row["stock_level"], "on_sale": row["on_sale"]}
+
+
+def shown_description(ctx, book_id, store_id=None):
+    """(description id, listings showing it, other listings) of a book: the
+    store's listing (on sale or not) with ``store_id``; otherwise, of the
+    listings on sale, those showing the description most of them show (ties:
+    the one the first store by store_id shows), and the others. 515 if there
+    is no such listing."""
+    fields = {"store_id": 1, "price": 1, "stock_level": 1, "on_sale": 1, "desc": 1, "_id": 0}
+    if store_id is not None:
+        row = ctx.db.listings.find_one({"_id": listing_id(store_id, book_id)}, fields)
+        if row is None:
+            raise errors.NoSuchBook(book_id)
+        return row["desc"], [row], []
+    rows = [r for r in ctx.db.listings.find({"book_id": book_id}, fields,
+                                           sort=[("book_id", 1), ("store_id", 1)])
+            if r["on_sale"]]
+    if not rows:
         raise errors.NoSuchBook(book_id)
-    for key in ("_id", "created_at", "updated_at"):
-        book.pop(key, None)
-    reply = {"book_id": book_id, **book}
-    reply.setdefault("picture_count", 0)
-    reply["listings"] = list(ctx.db.listings.find(
-        {"book_id": book_id}, {"store_id": 1, "price": 1, "stock_level": 1, "_id": 0},
-        sort=[("book_id", 1), ("store_id", 1)]))
+    counts = Counter(r["desc"] for r in rows)  # in the order the stores come
+    desc = max(counts, key=counts.get)  # the first of the most shown
+    return desc, [r for r in rows if r["desc"] == desc], [r for r in rows if r["desc"] != desc]
+
+
+def get_book(ctx, book_id, store_id=None):
+    """A book as a store shows it: every book_info field of its description (no
+    pictures, no search terms), ``picture_count``, ``price`` (the store's, or the
+    lowest of the listings showing the description), ``listings`` (those
+    listings) and ``other_listings`` (listings on sale showing another
+    description of the book: ask with their store_id). See ``shown_description``
+    for which description without ``store_id``."""
+    desc_id, rows, others = shown_description(ctx, book_id, store_id)
+    desc = catalogue.description(ctx, desc_id)
+    reply = {"book_id": book_id}
+    reply.update({f: desc.get(f) for f in catalogue.FIELDS})
+    reply["price"] = min(r["price"] for r in rows)
+    reply["picture_count"] = len(desc.get("pictures") or [])
+    reply["listings"] = [_public_listing(r) for r in rows]
+    reply["other_listings"] = [_public_listing(r) for r in others]
     return reply
 
 
-def get_picture(ctx, book_id, n):
-    """(bytes, content type) of picture ``n`` of the book, or None."""
-    row = ctx.db.pictures.find_one({"_id": f"{book_id}#{n}"})
-    if row is None:
+def get_picture(ctx, book_id, n, store_id=None):
+    """(bytes, content type) of picture ``n`` of the description the book shows
+    (as ``get_book`` chooses it), or None."""
+    try:
+        desc_id, _, _ = shown_description(ctx, book_id, store_id)
+    except errors.NoSuchBook:
         return None
-    return bytes(row["data"]), row.get("content_type") or "application/octet-stream"
+    pictures = catalogue.description(ctx, desc_id, {"pictures": 1}).get("pictures") or []
+    if not 0 <= n < len(pictures):
+        return None
+    return catalogue.picture(ctx, pictures[n])

@@ -1,19 +1,28 @@
-"""Stores, the books they list and their stock.
+"""Stores, the books they list and their stock: each store owns its listings.
 
-A listing (one store's copy of a book: price, stock) is its own small document,
-keyed by ``listing_id``; the book's descriptive info lives once in ``books`` and
-its pictures in ``pictures``, so the documents that orders and searches read
-stay small.
+A listing (one store's copy of a book) is its own small document, keyed by
+``listing_id``: ``price``, ``stock_level``/``stock_added``, ``on_sale``, and
+``desc``, the id of the description it shows (``be.model.catalogue``: the
+book_info fields and pictures, content addressed and shared by every listing
+that says the same). Only the store's owner changes a listing, and a change to
+one listing never reaches another: a new description is a new document, and
+the listing's pointer moves to it in one update (after the description and its
+pictures are stored), so a crash leaves the old description or the new one.
+
+The seller's calls: ``add_book`` (the classic contract), ``update_book`` (new
+description, and price if given), ``set_price``, ``add_stock_level``,
+``set_stock_level`` (units held by orders untouched), ``unlist_book`` and
+``relist_book`` (off sale: not found by search, new orders refused with 515;
+its open orders run their course).
 """
-import base64
-import binascii
-
 from pymongo.errors import DuplicateKeyError
 
 from be import errors
 from be.db import listing_id
+from be.model import catalogue
 
 MAX_STOCK = 10**9
+SET_STOCK_ATTEMPTS = 20  # compare-and-set rounds before answering 503
 
 
 def create_store(ctx, user_id, store_id):
@@ -34,83 +43,75 @@ def owned_store(ctx, user_id, store_id):
     return store
 
 
-def _decode_pictures(book_id, pictures):
-    """Each picture is base64 text. A data URL (``data:image/png;base64,iVBOR...``,
-    what a browser's FileReader gives) is refused with a hint: its prefix is not
-    base64, and the content type is found from the bytes anyway."""
-    decoded = []
-    for n, text in enumerate(pictures or []):
-        if isinstance(text, str) and text.startswith("data:"):
-            prefix = text[:text.find(",") + 1] if "," in text[:200] else "data:..."
-            raise errors.BadRequest(
-                f"book_info.pictures.{n}: not valid base64: send the base64 text alone, "
-                f"without the data URL prefix {prefix!r}")
-        try:
-            decoded.append(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError):
-            raise errors.BadRequest(f"book_info.pictures.{n}: not valid base64")
-    return decoded
+def _listing(ctx, store_id, book_id, projection=None):
+    """The store's listing of the book, or 515."""
+    doc = ctx.db.listings.find_one({"_id": listing_id(store_id, book_id)},
+                                   projection or {"_id": 1})
+    if doc is None:
+        raise errors.NoSuchBook(book_id)
+    return doc
 
 
 def add_book(ctx, user_id, store_id, info, stock_level):
     """List a book in a store. ``info`` is a dict of book_info fields (id and title
-    present). The catalog entry and pictures are written before the listing, so a
-    crash in between leaves at worst an unlisted catalog entry, never a listing
-    without its book."""
+    present): the store's own description, stored (once per content) before the
+    listing that points to it, so a listing never shows an incomplete one."""
     owned_store(ctx, user_id, store_id)
     book_id = info["id"]
     lid = listing_id(store_id, book_id)
     if ctx.db.listings.find_one({"_id": lid}, {"_id": 1}) is not None:
-        _mark_listed(ctx, book_id)  # repairs a crash between the listing and its flag
         raise errors.BookExists(book_id)
-    pictures = _decode_pictures(book_id, info.get("pictures"))
-    now = ctx.clock.now()
-    catalog = {k: v for k, v in info.items() if k not in ("id", "pictures")}
-    catalog["updated_at"] = now
-    catalog.update(_search_fields(info))
-    if pictures:
-        catalog["picture_count"] = len(pictures)
-        for n, data in enumerate(pictures):
-            ctx.db.pictures.replace_one(
-                {"_id": f"{book_id}#{n}"},
-                {"book_id": book_id, "n": n, "data": data, "content_type": picture_type(data)},
-                upsert=True)
-        ctx.db.pictures.delete_many({"book_id": book_id, "n": {"$gte": len(pictures)}})
-    ctx.db.books.update_one({"_id": book_id},
-                            {"$set": catalog, "$setOnInsert": {"created_at": now}}, upsert=True)
+    prepared = catalogue.prepare(book_id, info)
+    catalogue.store(ctx, prepared)
     try:
         ctx.db.listings.insert_one({
-            "_id": lid, "store_id": store_id, "book_id": book_id,
-            "title": info["title"], "price": info.get("price") or 0,
-            "stock_level": stock_level, "stock_added": stock_level, "created_at": now,
+            "_id": lid, "store_id": store_id, "book_id": book_id, "desc": prepared.id,
+            "price": info.get("price") or 0, "stock_level": stock_level,
+            "stock_added": stock_level, "on_sale": True, "created_at": ctx.clock.now(),
         })
     except DuplicateKeyError:
         raise errors.BookExists(book_id)
-    _mark_listed(ctx, book_id)
 
 
-def _search_fields(info):
-    """Fields the search index reads; kept in step with the info on every write."""
-    from be.model import search
-    return search.index_fields(info)
+def update_book(ctx, user_id, store_id, info):
+    """Replace the store's description of a listed book by ``info`` (as add_book
+    takes it; pictures absent means none) and, when ``info`` has a price, its
+    price. Other stores' listings of the book keep theirs; orders keep the price
+    they were placed at."""
+    owned_store(ctx, user_id, store_id)
+    book_id = info["id"]
+    _listing(ctx, store_id, book_id)
+    prepared = catalogue.prepare(book_id, info)
+    catalogue.store(ctx, prepared)
+    change = {"desc": prepared.id, "updated_at": ctx.clock.now()}
+    if info.get("price") is not None:
+        change["price"] = info["price"]
+    ctx.db.listings.update_one({"_id": listing_id(store_id, book_id)}, {"$set": change})
 
 
-def _mark_listed(ctx, book_id):
-    """Site-wide search shows only listed books: flagged once a listing exists."""
-    from be.model import search
-    search.mark_listed(ctx, book_id)
+def _set(ctx, user_id, store_id, book_id, change):
+    owned_store(ctx, user_id, store_id)
+    result = ctx.db.listings.update_one({"_id": listing_id(store_id, book_id)},
+                                        {"$set": dict(change, updated_at=ctx.clock.now())})
+    if result.matched_count != 1:
+        raise errors.NoSuchBook(book_id)
 
 
-def picture_type(data):
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"
+def set_price(ctx, user_id, store_id, book_id, price):
+    """The listing's price for orders placed from now on."""
+    _set(ctx, user_id, store_id, book_id, {"price": price})
+
+
+def unlist_book(ctx, user_id, store_id, book_id):
+    """Take the listing off sale: search no longer finds it and new orders get
+    515; orders already placed run their course (their stock stays held, a
+    cancellation gives it back to the listing)."""
+    _set(ctx, user_id, store_id, book_id, {"on_sale": False})
+
+
+def relist_book(ctx, user_id, store_id, book_id):
+    """Put an unlisted listing back on sale, as it was."""
+    _set(ctx, user_id, store_id, book_id, {"on_sale": True})
 
 
 def add_stock_level(ctx, user_id, store_id, book_id, add_stock_level):
@@ -119,15 +120,42 @@ def add_stock_level(ctx, user_id, store_id, book_id, add_stock_level):
         {"_id": listing_id(store_id, book_id), "stock_level": {"$lte": MAX_STOCK - add_stock_level}},
         {"$inc": {"stock_level": add_stock_level, "stock_added": add_stock_level}})
     if result.matched_count != 1:
-        if ctx.db.listings.find_one({"_id": listing_id(store_id, book_id)}, {"_id": 1}) is None:
-            raise errors.NoSuchBook(book_id)
+        _listing(ctx, store_id, book_id)
         raise errors.BadRequest(f"add_stock_level would take the stock over {MAX_STOCK}")
 
 
-def store_books(ctx, user_id, store_id, page, page_size):
+def set_stock_level(ctx, user_id, store_id, book_id, stock_level):
+    """Set the stock on the shelf to ``stock_level`` (0..10^9). Units that orders
+    hold are not on the shelf and stay theirs. ``stock_added`` moves by the same
+    amount, so the audit's ``stock_added == stock_level + held`` still holds: a
+    compare-and-set on the level read, retried when an order moved it meanwhile."""
+    owned_store(ctx, user_id, store_id)
+    lid = listing_id(store_id, book_id)
+    for _ in range(SET_STOCK_ATTEMPTS):
+        level = _listing(ctx, store_id, book_id, {"stock_level": 1})["stock_level"]
+        result = ctx.db.listings.update_one(
+            {"_id": lid, "stock_level": level},
+            {"$inc": {"stock_level": stock_level - level, "stock_added": stock_level - level}})
+        if result.matched_count == 1:
+            return
+    raise errors.ListingBusy(book_id)
+
+
+def store_books(ctx, user_id, store_id, page, page_size, on_sale=None):
+    """One page of the store's listings by book_id: title (from each listing's
+    description), price and stock; only those on sale (or off sale) when
+    ``on_sale`` is True (or False)."""
     owned_store(ctx, user_id, store_id)
     query = {"store_id": store_id}
-    rows = ctx.db.listings.find(
-        query, {"book_id": 1, "title": 1, "price": 1, "stock_level": 1, "_id": 0},
-        sort=[("store_id", 1), ("book_id", 1)], skip=(page - 1) * page_size, limit=page_size)
-    return list(rows), ctx.db.listings.count_documents(query)
+    if on_sale is not None:
+        query["on_sale"] = on_sale
+    rows = list(ctx.db.listings.find(
+        query, {"book_id": 1, "desc": 1, "price": 1, "stock_level": 1, "_id": 0},
+        sort=[("store_id", 1), ("book_id", 1)], skip=(page - 1) * page_size, limit=page_size))
+    titles = {}
+    if rows:
+        titles = {d["_id"]: d["title"] for d in ctx.db.descriptions.find(
+            {"_id": {"$in": list({r["desc"] for r in rows})}}, {"title": 1})}
+    books = [{"book_id": r["book_id"], "title": titles[r["desc"]], "price": r["price"],
+              "stock_level": r["stock_level"]} for r in rows]
+    return books, ctx.db.listings.count_documents(query)

@@ -10,9 +10,15 @@ request where a client would. The audit must be clean and the outcome one of
 the legal ones. Each test then also crashes the first sweep at each of its own
 writes, sweeps again and audits, and finally drains every deadline.
 
+The listings' own writes (issue 12: add_book and update_book store pictures,
+then a description, then point the listing at it) are in the matrix too, next
+to a rival store listing the same book id: at every crash point each listing
+shows its old description or its new one, whole, and never the rival's.
+
 The audit itself is tested at the end against planted violations, so a clean
 audit means something.
 """
+import base64
 import json
 
 import pytest
@@ -22,7 +28,8 @@ from be.audit import audit, summary
 from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
-from be.model import orders, sessions, stores, users
+from be.db import listing_id
+from be.model import catalogue, orders, search, sessions, stores, users
 from be.tests.support.faults import (Crash, count_writes, crash_at, crash_points, faulty,
                                      sibling, snapshot)
 from be.watcher import sweep
@@ -34,6 +41,13 @@ LINES = [("b1", 2), ("b2", 3)]  # two lines: every bulk write has two operations
 TOTAL = 2 * 1000 + 3 * 250
 STOCK = {"b1": 50, "b2": 50}
 PASSWORD = "pw"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+PICTURES = [base64.b64encode(PNG + bytes([n])).decode() for n in range(3)]
+ONE = {"id": "b1", "title": "One", "price": 1000, "pictures": PICTURES[:1]}
+RIVAL_ONE = {"id": "b1", "title": "The rival's One", "author": "Rival", "price": 900,
+             "pictures": PICTURES[2:]}
+NEW_ONE = {"id": "b1", "title": "One, second edition", "price": 1200, "pictures": PICTURES[1:]}
+THREE = {"id": "b3", "title": "Three", "price": 300, "pictures": PICTURES[1:]}
 
 
 def fresh_ctx():
@@ -44,18 +58,21 @@ def fresh_ctx():
 
 
 def world(ctx):
-    """A seller with a store of two books, a funded buyer, a poor buyer, a thief."""
+    """A seller with a store of two books, a funded buyer, a poor buyer, a thief,
+    and a rival seller whose store describes book b1 its own way."""
     w = {}
-    for name, funds in (("seller", 0), ("buyer", FUNDS), ("poor", 100), ("thief", FUNDS)):
+    for name, funds in (("seller", 0), ("buyer", FUNDS), ("poor", 100), ("thief", FUNDS),
+                        ("rival", 0)):
         users.register(ctx, name, PASSWORD)
         w[name] = sessions.login(ctx, name, PASSWORD, "t")
         if funds:
             users.add_funds(ctx, name, funds)
     stores.create_store(ctx, "seller", "s1")
-    stores.add_book(ctx, "seller", "s1", {"id": "b1", "title": "One", "price": 1000},
-                    STOCK["b1"])
+    stores.add_book(ctx, "seller", "s1", ONE, STOCK["b1"])
     stores.add_book(ctx, "seller", "s1", {"id": "b2", "title": "Two", "price": 250},
                     STOCK["b2"])
+    stores.create_store(ctx, "rival", "s2")
+    stores.add_book(ctx, "rival", "s2", RIVAL_ONE, 5)
     return w
 
 
@@ -84,7 +101,34 @@ def balance(ctx, uid):
 
 
 def stock(ctx, book):
-    return ctx.db.listings.find_one({"book_id": book})["stock_level"]
+    return ctx.db.listings.find_one({"_id": listing_id("s1", book)})["stock_level"]
+
+
+def shows(ctx, store, book):
+    """What a store's listing shows of its book, read as the API reads it: the
+    book_info fields with the price, and the pictures' bytes in base64."""
+    book_info = search.get_book(ctx, book, store)
+    pictures = [base64.b64encode(search.get_picture(ctx, book, n, store)[0]).decode()
+                for n in range(book_info["picture_count"])]
+    return {"id": book, "title": book_info["title"], "price": book_info["price"],
+            "pictures": pictures, "author": book_info["author"]}
+
+
+def described(info):
+    return {"id": info["id"], "title": info["title"], "price": info["price"],
+            "pictures": info.get("pictures") or [], "author": info.get("author")}
+
+
+def _shows_one_of(store, book, *infos):
+    """The listing shows one of ``infos`` whole (or is absent, if None is one),
+    and the rival's b1 is untouched."""
+    def check(ctx, w, oid=None):
+        if ctx.db.listings.find_one({"_id": listing_id(store, book)}) is None:
+            assert None in infos, (store, book)
+        else:
+            assert shows(ctx, store, book) in [described(i) for i in infos if i], (store, book)
+        assert shows(ctx, "s2", "b1") == described(RIVAL_ONE)
+    return check
 
 
 def buyer_orders(ctx, uid="buyer"):
@@ -189,6 +233,29 @@ def _unregister_prepare(ctx, w):
     return to_paid(ctx, w)  # a paid order: its money must survive the closed account
 
 
+def _check_updated(ctx, w, oid):
+    _shows_one_of("s1", "b1", NEW_ONE)(ctx, w)
+    assert order_of(ctx, oid)["items"][0]["price"] == ONE["price"]  # placed at the old price
+    orders.cancel_order(ctx, "buyer", oid)  # and it runs its course
+    assert stock(ctx, "b1") == STOCK["b1"]
+
+
+def _check_stock_set(level):
+    def check(ctx, w, oid):
+        assert stock(ctx, "b1") == level and order_of(ctx, oid)["state"] == "unpaid"
+        orders.cancel_order(ctx, "buyer", oid)  # its units come back to the shelf
+        assert stock(ctx, "b1") == level + 2
+    return check
+
+
+def _check_unlisted(ctx, w, oid):
+    assert search.search_books(ctx, "One", store_id="s1") == ([], 0)
+    with pytest.raises(errors.NoSuchBook):
+        orders.new_order(ctx, "buyer", "s1", [("b1", 1)])
+    orders.payment(ctx, "buyer", oid)  # the open order runs its course
+    assert order_of(ctx, oid)["state"] == "paid"
+
+
 SCENARIOS = {
     "new_order": dict(
         prepare=lambda ctx, w: None,
@@ -262,6 +329,36 @@ SCENARIOS = {
         op=lambda ctx, w, oid: users.unregister(ctx, "buyer", PASSWORD),
         retry=lambda ctx, w, oid: users.unregister(ctx, "buyer", PASSWORD),
         retry_errors=(errors.AuthorizationFailed,), check=_check_unregistered),
+    # issue 12: a store's listings (``during``: what holds right after the crash)
+    "add_book": dict(
+        prepare=lambda ctx, w: None,
+        op=lambda ctx, w, oid: stores.add_book(ctx, "seller", "s1", THREE, 7),
+        retry=lambda ctx, w, oid: stores.add_book(ctx, "seller", "s1", THREE, 7),
+        retry_errors=(errors.BookExists,), during=_shows_one_of("s1", "b3", None, THREE),
+        check=_shows_one_of("s1", "b3", THREE)),
+    "add_book_as_described_elsewhere": dict(  # the rival's words, stored once
+        prepare=lambda ctx, w: None,
+        op=lambda ctx, w, oid: stores.add_book(ctx, "seller", "s1", dict(RIVAL_ONE, id="b3"), 7),
+        retry=lambda ctx, w, oid: stores.add_book(ctx, "seller", "s1",
+                                                  dict(RIVAL_ONE, id="b3"), 7),
+        retry_errors=(errors.BookExists,),
+        during=_shows_one_of("s1", "b3", None, dict(RIVAL_ONE, id="b3")),
+        check=_shows_one_of("s1", "b3", dict(RIVAL_ONE, id="b3"))),
+    "update_book": dict(  # with an order open on the old description and price
+        prepare=place,
+        op=lambda ctx, w, oid: stores.update_book(ctx, "seller", "s1", NEW_ONE),
+        retry=lambda ctx, w, oid: stores.update_book(ctx, "seller", "s1", NEW_ONE),
+        retry_errors=(), during=_shows_one_of("s1", "b1", ONE, NEW_ONE), check=_check_updated),
+    "set_stock_level": dict(  # down to 0 while an order holds 2 units
+        prepare=place,
+        op=lambda ctx, w, oid: stores.set_stock_level(ctx, "seller", "s1", "b1", 0),
+        retry=lambda ctx, w, oid: stores.set_stock_level(ctx, "seller", "s1", "b1", 0),
+        retry_errors=(), check=_check_stock_set(0)),
+    "unlist_book": dict(
+        prepare=place,
+        op=lambda ctx, w, oid: stores.unlist_book(ctx, "seller", "s1", "b1"),
+        retry=lambda ctx, w, oid: stores.unlist_book(ctx, "seller", "s1", "b1"),
+        retry_errors=(), check=_check_unlisted),
 }
 
 
@@ -342,6 +439,11 @@ def test_every_operation_has_crash_points():
                  "expire_payment", "auto_receive"):
         assert counts[name] >= 5, (name, WRITES[name])
     assert counts["cancel_paid"] > counts["cancel_unpaid"]
+    # a listing's writes: its pictures (one bulk), its description, then the listing
+    for name in ("add_book", "update_book"):
+        assert [(c, m, size) for _, c, m, size in WRITES[name]] == [
+            ("pictures", "bulk_write", 2), ("descriptions", "update_one", None),
+            ("listings", "insert_one" if name == "add_book" else "update_one", None)], name
 
 
 @pytest.mark.parametrize("name,k,mode", POINTS, ids=[f"{n}-w{k}-{m}" for n, k, m in POINTS])
@@ -351,6 +453,8 @@ def test_crash_then_recover(name, k, mode):
     assert status == "crashed", (status, info)
     ctx.engine.embedded.observer = None  # a racer fires once at most
     assert_clean(ctx, settled=False)  # consistent even mid-step, before any recovery
+    if "during" in SCENARIOS[name]:
+        SCENARIOS[name]["during"](ctx, w, oid)
     recover_like_the_system(ctx)
     assert_clean(ctx)
     assert retry(name, ctx, w, oid)  # nothing is busy after the sweep
@@ -537,6 +641,43 @@ def test_audit_command_line(busy_world, capsys, monkeypatch):
     monkeypatch.delenv("MONGODB_URI", raising=False)
     assert audit_cli.main([]) == 2
     assert "MONGODB_URI" in capsys.readouterr().err
+
+
+def test_audit_finds_a_listing_showing_a_mix_or_another_book(busy_world):
+    ctx, w, ids = busy_world
+    lid = listing_id("s1", "b1")
+    mine = ctx.db.listings.find_one({"_id": lid})["desc"]
+    # the description changed in place after it was written
+    ctx.db.descriptions.update_one({"_id": mine}, {"$set": {"title": "Defaced"}})
+    assert "catalogue" in kinds(ctx)
+    ctx.db.descriptions.update_one({"_id": mine}, {"$set": {"title": "One"}})
+    assert_clean(ctx)
+    # a listing pointing at another book's description, or at none
+    rival = ctx.db.listings.find_one({"_id": listing_id("s2", "b1")})["desc"]
+    two = ctx.db.listings.find_one({"_id": listing_id("s1", "b2")})["desc"]
+    ctx.db.listings.update_one({"_id": lid}, {"$set": {"desc": two}})
+    assert "catalogue" in kinds(ctx)
+    ctx.db.listings.update_one({"_id": lid}, {"$set": {"desc": "0" * 64}})
+    assert "catalogue" in kinds(ctx)
+    ctx.db.listings.update_one({"_id": lid}, {"$set": {"desc": rival}})
+    assert not kinds(ctx)  # the rival's words are a legal description of b1
+    ctx.db.listings.update_one({"_id": lid}, {"$set": {"desc": mine}})
+    # a picture lost or changed
+    (pid,) = ctx.db.descriptions.find_one({"_id": mine})["pictures"]
+    ctx.db.pictures.update_one({"_id": pid}, {"$set": {"data": b"not it"}})
+    assert "catalogue" in kinds(ctx)
+    ctx.db.pictures.delete_one({"_id": pid})
+    assert "catalogue" in kinds(ctx)
+
+
+def test_audit_summary_counts_what_updates_left_behind(busy_world):
+    ctx, w, ids = busy_world
+    assert summary(ctx.db)["unreferenced"] == {"descriptions": 0, "pictures": 0}
+    stores.update_book(ctx, "seller", "s1", NEW_ONE)  # pictures 1 and 2 for picture 0
+    assert summary(ctx.db)["unreferenced"] == {"descriptions": 1, "pictures": 1}
+    stores.update_book(ctx, "seller", "s1", dict(NEW_ONE, pictures=[]))  # 2: the rival's
+    assert summary(ctx.db)["unreferenced"] == {"descriptions": 2, "pictures": 2}
+    assert_clean(ctx)
 
 
 def test_snapshot_helper_sees_every_change(busy_world):

@@ -1,6 +1,6 @@
 """be.demo: the data ``python app.py --demo`` starts with, at the model level."""
 from be import demo
-from be.model import orders, sessions, stores, users
+from be.model import orders, search, sessions, stores, users
 from be.sample_books import iter_books
 
 
@@ -49,3 +49,28 @@ def test_instructions_show_credentials_and_working_calls(ctx):
                    "http://127.0.0.1:5000/docs"):
         assert needle in text
     assert sessions.authenticate(ctx, demo.BUYER[0], info["buyer"]["token"])  # printed token is live
+
+
+def test_the_rival_store_shows_its_own_words_and_shares_the_rest(ctx):
+    info = demo.setup(ctx, books=5)
+    first, second = info["books"][:2]
+    rival = info["rival"]["store_id"]
+    mine = search.get_book(ctx, first["id"], info["store_id"])
+    theirs = search.get_book(ctx, first["id"], rival)
+    assert mine["title"] == first["title"] and mine["price"] == first["price"]
+    assert theirs["title"] == demo.RIVAL_TITLE.format(first["title"], demo.RIVAL[0])
+    assert theirs["price"] == first["price"] + 100
+    hits, _ = search.search_books(ctx, second["title"])
+    (hit,) = [h for h in hits if h["book_id"] == second["id"]]  # described alike: one hit
+    assert [r["store_id"] for r in hit["listings"]] == sorted([info["store_id"], rival])
+    demo.setup(ctx, books=5)  # again: nothing added twice
+    assert stores.store_books(ctx, demo.RIVAL[0], rival, 1, 100)[1] == demo.RIVAL_BOOKS
+
+
+def test_instructions_manage_a_listing(ctx):
+    info = demo.setup(ctx, books=3)
+    text = demo.instructions(info, "http://127.0.0.1:5000")
+    for path in ("seller/set_price", "seller/set_stock_level", "seller/unlist_book",
+                 f"books/{info['books'][0]['id']}?store_id={demo.RIVAL_STORE}"):
+        assert "http://127.0.0.1:5000/" + path in text
+    assert info["seller"]["token"] in text

@@ -12,7 +12,8 @@ from be import errors
 from be.backend import Backend
 from be.clock import ManualClock
 from be.db import INDEXES
-from be.model import search, sessions, stores, users
+from be.tests.support import querycheck
+from be.model import catalogue, search, sessions, stores, users
 from be.sample_books import COLUMNS, CONTENT_WORDS_EN, CONTENT_WORDS_ZH, iter_books, row_to_book
 from be.tests.support import engines
 
@@ -246,8 +247,9 @@ def test_store_scope_returns_only_that_stores_books_with_its_price_and_stock(wor
             assert ids(hits) == {i for i in site if i in listed}, (store, q)
             for h in hits:
                 assert (h["price"], h["stock_level"]) == listed[h["book_id"]]
-                catalog = world.ctx.db.books.find_one({"_id": h["book_id"]})["price"]
-                checked_other_price |= h["price"] != catalog
+                elsewhere = [world.expect[s][h["book_id"]][0] for s in world.expect
+                             if s != store and h["book_id"] in world.expect[s]]
+                checked_other_price |= any(h["price"] != p for p in elsewhere)
     assert checked_other_price  # a book listed at another price elsewhere kept this one's
 
 
@@ -257,20 +259,26 @@ def test_site_wide_a_book_appears_once_and_only_if_listed(world):
     hits = all_hits(world.ctx, title)
     assert [h["book_id"] for h in hits].count(in_both[0]) == 1
     assert "stock_level" not in hits[0]
-    # a catalog entry whose listing never got written (a crash in add_book)
+    # the one hit says which stores list it, each at its price and stock
+    (hit,) = [h for h in hits if h["book_id"] == in_both[0]]
+    assert hit["listings"] == sorted(
+        ({"store_id": s, "price": world.expect[s][in_both[0]][0],
+          "stock_level": world.expect[s][in_both[0]][1]} for s in (world.a, world.b)),
+        key=lambda r: r["store_id"])
+    assert hit["price"] == min(r["price"] for r in hit["listings"])
+    # a description whose listing never got written (a crash in add_book)
     ghost = uid("ghost")
-    world.ctx.db.books.insert_one(
-        dict(search.index_fields({"title": "幽灵书" + ghost}), _id=ghost, title="幽灵书" + ghost))
+    catalogue.store(world.ctx, catalogue.prepare(ghost, {"title": "幽灵书" + ghost}))
     assert search.search_books(world.ctx, "幽灵书" + ghost) == ([], 0)
 
 
 def test_the_search_queries_are_served_by_the_declared_indexes(world):
     """Every query search issues, in every shape (site-wide, in a store, with
     long-field snippets, the fragment fallback), is served by an index declared
-    in be.db.INDEXES: books through the multikey ``terms`` index (first key
-    of the filter, and every $and clause on it), a book's listings through
-    (book_id, store_id), a store's listings of the candidates and single
-    documents by _id."""
+    in be.db.INDEXES: descriptions through the multikey ``terms`` index (first
+    key of the filter, and every $and clause on it), a book's listings through
+    (book_id, store_id), the listings showing the candidates through (desc,
+    store_id), and single documents by _id."""
     book = world.gen[0]
     seen = []
     engines.embedded(world.ctx).observer = lambda c, m, a, k: seen.append((c, m, a, k))
@@ -280,42 +288,41 @@ def test_the_search_queries_are_served_by_the_declared_indexes(world):
         search.search_books(world.ctx, "沉默", "title,tags", world.b)
         search.search_books(world.ctx, "计算机网")  # no whole-word hit: fragment fallback
         search.get_book(world.ctx, book["id"])
+        search.get_book(world.ctx, book["id"], world.a)
         search.get_picture(world.ctx, book["id"], 0)
     finally:
         world.ctx.engine.embedded.observer = None
-    terms_index = [keys for keys, _ in INDEXES["books"] if keys[0][0] == "terms"]
+    terms_index = [keys for keys, _ in INDEXES["descriptions"] if keys[0][0] == "terms"]
     assert terms_index
-    assert isinstance(world.ctx.db.books.find_one({"_id": book["id"]})["terms"], list)
+    assert isinstance(world.ctx.db.descriptions.find_one({"book_id": book["id"]})["terms"], list)
     kinds = set()
     for coll, method, args, kwargs in seen:
         assert method in ("find", "find_one"), (coll, method)
         query = args[0]
+        verdict = querycheck.check(coll, query, kwargs.get("sort"), method)
+        assert verdict.covered, (coll, query, verdict.reason)
         if set(query) == {"_id"}:  # one id, or an $in of ids
             kinds.add("by _id")
             continue
-        if coll == "books":
-            assert list(query)[0] == "terms" and set(query) <= {"terms", "$and", "listed"}
+        if coll == "descriptions":
+            assert list(query)[0] == "terms" and set(query) <= {"terms", "$and"}
             assert list(query["terms"]) == ["$in"]
             assert all(list(c) == ["terms"] and list(c["terms"]) == ["$in"]
                        for c in query.get("$and", []))
             assert all(k.split(":", 1)[0] in search.FIELDS.values()
                        for k in query["terms"]["$in"])
-            kinds.add("books by terms" + (" listed" if "listed" in query else ""))
+            kinds.add("descriptions by terms")
         else:
             assert coll == "listings"
-            declared = [[k for k, _ in keys] for keys, _ in INDEXES["listings"]]
-            fields = list(query)
-            assert any(set(fields) == set(d[:len(fields)]) for d in declared), fields
-            sort = kwargs.get("sort")
-            if sort:
-                assert [k for k, _ in sort] in declared
-            kinds.add("listings " + ",".join(fields))
-    assert kinds == {"by _id", "books by terms", "books by terms listed", "listings book_id"}
-    keys = [k for c, m, a, _ in seen if c == "books" and "terms" in a[0]
+            assert verdict.residual in ([], ["on_sale"]), verdict
+            kinds.add("listings " + ",".join(sorted(query)))
+    assert kinds == {"by _id", "descriptions by terms", "listings book_id",
+                     "listings desc,on_sale", "listings desc,on_sale,store_id"}
+    keys = [k for c, m, a, _ in seen if c == "descriptions" and "terms" in a[0]
             for clause in [a[0]] + a[0].get("$and", []) for k in clause["terms"]["$in"]]
     assert "ti:计算机网" in keys and "ti:机网" in keys  # the fallback ran, same shape
-    joins = [a[0] for c, m, a, k in seen if c == "listings" and list(a[0]) == ["_id"]]
-    assert joins and all(list(q["_id"]) == ["$in"] for q in joins)  # the store join
+    joins = [a[0] for c, m, a, k in seen if c == "listings" and "desc" in a[0]]
+    assert joins and all(list(q["desc"]) == ["$in"] for q in joins)  # the listings join
 
 
 # ---------------------------------------------------------------- ranking, paging
@@ -374,8 +381,11 @@ def test_hits_carry_display_fields_and_a_short_snippet_never_content(world):
     hits, _ = search.search_books(world.ctx, info["title"], "title,content")
     hit = hits[0]
     assert set(hit) == {"book_id", "title", "author", "publisher", "pub_year", "tags",
-                        "price", "snippet"}
-    assert hit["tags"] == info["tags"] and hit["price"] == info["price"]
+                        "price", "snippet", "listings"}
+    assert hit["tags"] == info["tags"] and hit["price"] == (info["price"] or 0)
+    (store,) = [s for s in (world.a, world.b) if info["id"] in world.expect[s]]
+    assert hit["listings"] == [{"store_id": store, "price": (info["price"] or 0),
+                                "stock_level": world.expect[store][info["id"]][1]}]
 
 
 def test_fragment_across_words_and_long_words_still_find_titles(small):
@@ -387,7 +397,9 @@ def test_fragment_across_words_and_long_words_still_find_titles(small):
     assert ids(all_hits(small.ctx, "会学十")) == {"f1"}
 
 
-def test_updating_a_book_keeps_its_terms_in_step(ctx, make_user):
+def test_each_store_s_words_find_its_listing_and_updates_keep_terms_in_step(ctx, make_user):
+    """Issue 12: a second store's add_book no longer rewrites the first store's
+    book; each description is found by its own words, with its own store."""
     user, _, token = make_user("seller")
     s1, s2 = uid("store"), uid("store")
     for s in (s1, s2):
@@ -395,19 +407,32 @@ def test_updating_a_book_keeps_its_terms_in_step(ctx, make_user):
     stores.add_book(ctx, user, s1, {"id": "u1", "title": "旧书名"}, 1)
     assert ids(all_hits(ctx, "旧书名")) == {"u1"}
     stores.add_book(ctx, user, s2, {"id": "u1", "title": "新书名"}, 1)
+    old, new = all_hits(ctx, "旧书名"), all_hits(ctx, "新书名")
+    assert [(h["book_id"], h["title"], [r["store_id"] for r in h["listings"]]) for h in old] \
+        == [("u1", "旧书名", [s1])]
+    assert [(h["book_id"], h["title"], [r["store_id"] for r in h["listings"]]) for h in new] \
+        == [("u1", "新书名", [s2])]
+    assert ids(all_hits(ctx, "新书名", store_id=s1)) == set()
+    assert ids(all_hits(ctx, "旧书名", store_id=s1)) == {"u1"}
+    # the store's own update: its old words stop finding it, its new ones do
+    stores.update_book(ctx, user, s1, {"id": "u1", "title": "改名书"})
     assert ids(all_hits(ctx, "旧书名")) == set()
-    assert ids(all_hits(ctx, "新书名")) == {"u1"}
-    assert ids(all_hits(ctx, "新书名", store_id=s1)) == {"u1"}
+    assert [h["listings"][0]["store_id"] for h in all_hits(ctx, "改名书")] == [s1]
+    assert [h["listings"][0]["store_id"] for h in all_hits(ctx, "新书名")] == [s2]
 
 
-def test_a_crash_before_the_listed_flag_is_repaired_by_the_retry(small):
-    small.add("c1", title="断电之书")
-    small.ctx.db.books.update_one({"_id": "c1"}, {"$unset": {"listed": ""}})
+def test_a_crash_before_the_listing_is_written_is_repaired_by_the_retry(small):
+    """add_book stores the description before the listing: a crash in between
+    leaves a description no listing shows, which is never a hit; the retry
+    lists the book and finds the description there."""
+    catalogue.store(small.ctx, catalogue.prepare("c1", {"title": "断电之书"}))
     assert ids(all_hits(small.ctx, "断电")) == set()  # hidden, never shown unlisted
-    assert ids(all_hits(small.ctx, "断电", store_id=small.store)) == {"c1"}
+    assert ids(all_hits(small.ctx, "断电", store_id=small.store)) == set()
+    small.add("c1", title="断电之书")
+    assert ids(all_hits(small.ctx, "断电")) == {"c1"}
+    assert small.ctx.db.descriptions.count_documents({"book_id": "c1"}) == 1
     with pytest.raises(errors.BookExists):
         small.add("c1", title="断电之书")
-    assert ids(all_hits(small.ctx, "断电")) == {"c1"}
 
 
 # ---------------------------------------------------------------- errors, one book

@@ -5,7 +5,7 @@ import pytest
 
 from be import errors
 from be.db import listing_id
-from be.model import sessions, stores
+from be.model import catalogue, sessions, stores
 from be.tests.conftest import new_id
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -14,6 +14,11 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 32
 
 def listing(ctx, store_id, book_id):
     return ctx.db.listings.find_one({"_id": listing_id(store_id, book_id)})
+
+
+def shown(ctx, store_id, book_id):
+    """The description the store's listing shows."""
+    return ctx.db.descriptions.find_one({"_id": listing(ctx, store_id, book_id)["desc"]})
 
 
 def stock(ctx, store_id, book_id):
@@ -64,10 +69,13 @@ def test_add_book_writes_catalog_and_listing(ctx, seller):
             "tags": ["科幻", "小说"], "pages": 302, "isbn": None}
     stores.add_book(ctx, uid, store_id, info, 7)
     row = listing(ctx, store_id, "b1")
-    assert (row["store_id"], row["book_id"], row["title"]) == (store_id, "b1", "三体")
+    assert (row["store_id"], row["book_id"], row["on_sale"]) == (store_id, "b1", True)
     assert (row["price"], row["stock_level"]) == (2300, 7)
-    book = ctx.db.books.find_one({"_id": "b1"})
+    book = shown(ctx, store_id, "b1")
+    assert (book["book_id"], book["title"]) == ("b1", "三体")
     assert book["author"] == "刘慈欣" and book["tags"] == ["科幻", "小说"] and book["pages"] == 302
+    assert book["_id"] == catalogue.description_id(book)  # content addressed
+    assert "price" not in book  # the price is the listing's
 
 
 def test_add_book_without_price_lists_it_at_zero(ctx, seller):
@@ -81,14 +89,25 @@ def test_pictures_are_stored_apart_from_book_and_listing(ctx, seller):
     pics = [base64.b64encode(PNG).decode(), base64.b64encode(JPEG).decode()]
     stores.add_book(ctx, uid, store_id,
                     {"id": "pic", "title": "Pictures", "price": 100, "pictures": pics}, 1)
-    book = ctx.db.books.find_one({"_id": "pic"})
-    assert "pictures" not in book and book["picture_count"] == 2
+    book = shown(ctx, store_id, "pic")
+    assert book["pictures"] == [catalogue.picture_id(PNG), catalogue.picture_id(JPEG)]
     assert "pictures" not in listing(ctx, store_id, "pic")
-    stored = sorted(ctx.db.pictures.find({"book_id": "pic"}), key=lambda d: d["n"])
+    stored = [ctx.db.pictures.find_one({"_id": p}) for p in book["pictures"]]
     assert [bytes(d["data"]) for d in stored] == [PNG, JPEG]
     assert [d["content_type"] for d in stored] == ["image/png", "image/jpeg"]
     # the book's search/catalog doc carries no picture bytes at all
     assert not any(isinstance(v, (bytes, bytearray)) for v in book.values())
+
+
+def test_a_picture_is_stored_once_however_often_it_is_sent(ctx, seller):
+    uid, token, store_id = seller
+    other = new_id("store")
+    stores.create_store(ctx, uid, other)
+    pic = base64.b64encode(PNG).decode()
+    stores.add_book(ctx, uid, store_id, {"id": "p1", "title": "A", "pictures": [pic] * 9}, 1)
+    stores.add_book(ctx, uid, other, {"id": "p2", "title": "B", "pictures": [pic]}, 1)
+    assert ctx.db.pictures.count_documents({}) == 1
+    assert shown(ctx, store_id, "p1")["pictures"] == [catalogue.picture_id(PNG)] * 9
 
 
 def test_bad_base64_picture_is_400_and_writes_nothing(ctx, seller):
@@ -98,8 +117,8 @@ def test_bad_base64_picture_is_400_and_writes_nothing(ctx, seller):
                         {"id": "bad", "title": "Bad", "pictures": ["!!not base64!!"]}, 1)
     assert exc.value.code == 400 and "pictures" in exc.value.message
     assert listing(ctx, store_id, "bad") is None
-    assert ctx.db.books.find_one({"_id": "bad"}) is None
-    assert ctx.db.pictures.count_documents({"book_id": "bad"}) == 0
+    assert ctx.db.descriptions.count_documents({}) == 0
+    assert ctx.db.pictures.count_documents({}) == 0
 
 
 def test_add_book_twice_is_516_and_keeps_stock(ctx, seller):
@@ -109,7 +128,7 @@ def test_add_book_twice_is_516_and_keeps_stock(ctx, seller):
         stores.add_book(ctx, uid, store_id, {"id": "b1", "title": "T2", "price": 9}, 99)
     assert exc.value.code == 516
     row = listing(ctx, store_id, "b1")
-    assert (row["stock_level"], row["price"], row["title"]) == (3, 5, "T")
+    assert (row["stock_level"], row["price"], shown(ctx, store_id, "b1")["title"]) == (3, 5, "T")
 
 
 def test_same_book_in_two_stores_is_two_listings(ctx, seller):
@@ -138,7 +157,7 @@ def test_add_book_errors(ctx, seller, make_user):
     with pytest.raises(errors.AuthorizationFailed):  # someone else's token
         sessions.authenticate(ctx, uid, other_token)
     assert ctx.db.listings.count_documents({}) == 0
-    assert ctx.db.books.count_documents({}) == 0
+    assert ctx.db.descriptions.count_documents({}) == 0
 
 
 # ---------------------------------------------------------------- add_stock_level

@@ -18,11 +18,17 @@ class Search:
                 {k: v for k, v in params.items() if v is not None})
         return r.status_code, r.json()
 
-    def book(self, book_id) -> (int, dict):
-        r = get(urljoin(self.root, "books/" + quote(book_id, safe="")), {})
+    def book(self, book_id, store_id=None) -> (int, dict):
+        """GET /books/<id>: the book as most stores show it, or as ``store_id`` does."""
+        r = get(urljoin(self.root, "books/" + quote(book_id, safe="")), _store(store_id))
         return r.status_code, r.json()
 
-    def picture(self, book_id, n) -> (int, bytes, str):
+    def picture(self, book_id, n, store_id=None) -> (int, bytes, str):
         """(status, body bytes, content type) of GET /books/<id>/pictures/<n>."""
-        r = get(urljoin(self.root, f"books/{quote(book_id, safe='')}/pictures/{n}"), {})
+        r = get(urljoin(self.root, f"books/{quote(book_id, safe='')}/pictures/{n}"),
+                _store(store_id))
         return r.status_code, r.content, r.headers.get("Content-Type", "")
+
+
+def _store(store_id):
+    return {} if store_id is None else {"store_id": store_id}

@@ -34,6 +34,34 @@ class Seller(Account):
                   "add_stock_level": add_stock_num}, self.token)
         return r.status_code
 
+    # managing listings (issue 12)
+
+    def update_book(self, store_id: str, book_info: book.Book) -> int:
+        """Replace the store's description of a listed book (and its price, if
+        book_info has one)."""
+        r = post(urljoin(self.url_prefix, "update_book"),
+                 {"user_id": self.seller_id, "store_id": store_id,
+                  "book_info": book_info.__dict__}, self.token)
+        return r.status_code
+
+    def _listing_call(self, path, store_id, book_id, **fields) -> int:
+        r = post(urljoin(self.url_prefix, path),
+                 {"user_id": self.seller_id, "store_id": store_id, "book_id": book_id, **fields},
+                 self.token)
+        return r.status_code
+
+    def set_price(self, store_id: str, book_id: str, price: int) -> int:
+        return self._listing_call("set_price", store_id, book_id, price=price)
+
+    def set_stock_level(self, store_id: str, book_id: str, stock_level: int) -> int:
+        return self._listing_call("set_stock_level", store_id, book_id, stock_level=stock_level)
+
+    def unlist_book(self, store_id: str, book_id: str) -> int:
+        return self._listing_call("unlist_book", store_id, book_id)
+
+    def relist_book(self, store_id: str, book_id: str) -> int:
+        return self._listing_call("relist_book", store_id, book_id)
+
     # order lifecycle and queries
 
     def ship(self, order_id: str) -> int:
@@ -46,6 +74,7 @@ class Seller(Account):
                      page_size=page_size)
         return r.status_code, r.json()
 
-    def books(self, store_id, page=None, page_size=None) -> (int, dict):
-        r = self.get("seller/books", store_id=store_id, page=page, page_size=page_size)
+    def books(self, store_id, page=None, page_size=None, on_sale=None) -> (int, dict):
+        r = self.get("seller/books", store_id=store_id, page=page, page_size=page_size,
+                     on_sale=None if on_sale is None else str(bool(on_sale)).lower())
         return r.status_code, r.json()

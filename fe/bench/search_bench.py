@@ -21,8 +21,14 @@ MongoDB each dataset gets its own database (BOOKSTORE_DB + a random suffix),
 dropped at the end. mongomock scans every book for every query (it has no
 indexes), so its figures grow with the catalogue; a real MongoDB serves the
 same queries from the multikey ``books.terms`` index.
+
+Memory: each dataset reports the process's resident set size (VmRSS) before and
+after loading it, after a garbage collection; on the embedded engine the
+difference is what the catalogue costs the server (documents and the engine's
+index maps), the figure issue 12 compares (40,000 books in 4 stores).
 """
 import argparse
+import gc
 import os
 import random
 import re
@@ -68,6 +74,20 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- datasets
 
+def rss_bytes():
+    """This process's resident set size now (Linux /proc; peak RSS elsewhere)."""
+    gc.collect()
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def sample_books(path):
     with sqlite3.connect(path) as conn:
         rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM book ORDER BY id").fetchall()
@@ -96,6 +116,8 @@ class Dataset:
         for store in self.stores:
             stores.create_store(ctx, seller, store)
         self.store_books = defaultdict(list)
+        search.index_fields({"title": "预热 warm-up"})  # jieba's dictionary, loaded once
+        self.rss_before = rss_bytes()
         started = time.perf_counter()
         listings = 0
         for i, info in enumerate(books):
@@ -109,8 +131,10 @@ class Dataset:
             if (i + 1) % 5000 == 0:
                 out(f"  ... {i + 1} books loaded ({time.perf_counter() - started:.0f} s)")
         self.load_s = time.perf_counter() - started
+        self.rss_after = rss_bytes()
         self.listings = listings
-        terms = [len(d.get("terms", ())) for d in ctx.db.books.find({}, {"terms": 1, "_id": 0})]
+        terms = [len(d.get("terms", ()))
+                 for d in ctx.db.descriptions.find({}, {"terms": 1, "_id": 0})]
         self.terms_per_book = sum(terms) / max(1, len(terms))
 
     def drop(self):
@@ -208,6 +232,8 @@ def measure(ds, args, out):
     result = {
         "dataset": ds.name, "books": len(ds.books), "stores": len(ds.stores),
         "listings": ds.listings, "load_s": ds.load_s, "terms_per_book": ds.terms_per_book,
+        "rss_before_mb": ds.rss_before / 2**20, "rss_after_mb": ds.rss_after / 2**20,
+        "load_mb": (ds.rss_after - ds.rss_before) / 2**20,
         "queries": len(every), "p50_ms": percentile(every, 50) * 1000,
         "p99_ms": percentile(every, 99) * 1000, "kinds": {},
     }
@@ -227,6 +253,8 @@ def print_result(r, out=print):
     out(f"\n== {r['dataset']}: {r['books']} books, {r['listings']} listings in "
         f"{r['stores']} stores (loaded in {r['load_s']:.1f} s, "
         f"{r['terms_per_book']:.0f} index terms per book) ==")
+    out(f"  memory: RSS {r['rss_before_mb']:.0f} MiB before loading, {r['rss_after_mb']:.0f} MiB "
+        f"after: the catalogue costs {r['load_mb']:.0f} MiB")
     out(f"  search over {r['queries']} queries: p50 {r['p50_ms']:.1f} ms   "
         f"p99 {r['p99_ms']:.1f} ms")
     out(f"  {'kind':<12}{'queries':>8}{'p50 ms':>10}{'p99 ms':>10}{'mean total':>12}")
@@ -261,7 +289,7 @@ def run(args, out=print):
         out("\nsummary")
         for r in results:
             out(f"  {r['dataset']:<18} {r['books']:>6} books  search p50 {r['p50_ms']:8.1f} ms"
-                f"   p99 {r['p99_ms']:8.1f} ms")
+                f"   p99 {r['p99_ms']:8.1f} ms   catalogue {r['load_mb']:6.0f} MiB")
     return results
 
 

@@ -200,6 +200,16 @@ def test_nobody_touches_anothers_store_or_money(az):
         "add_stock_level": 1000}, t["az_dave"]))
     refused(backend, lambda: c.get("/seller/books", {"user_id": "az_dave", "store_id": "az_store"},
                                    t["az_dave"]))
+    # issue 12: another store's listing, whatever the call, and even naming its owner
+    listing = {"user_id": "az_dave", "store_id": "az_store", "book_id": "az_b1"}
+    for path, extra in (("/seller/update_book", None), ("/seller/set_price", {"price": 1}),
+                        ("/seller/set_stock_level", {"stock_level": 0}),
+                        ("/seller/unlist_book", {}), ("/seller/relist_book", {})):
+        body = dict(listing, **extra) if extra is not None else {
+            "user_id": "az_dave", "store_id": "az_store",
+            "book_info": {"id": "az_b1", "title": "defaced", "price": 1}}
+        refused(backend, lambda: c.post(path, body, t["az_dave"]))
+        refused(backend, lambda: c.post(path, dict(body, user_id="az_alice"), t["az_dave"]))
     refused(backend, lambda: c.get("/seller/orders", {"user_id": "az_dave", "store_id": "az_store"},
                                    t["az_dave"]))
     # naming the owner but holding another's token

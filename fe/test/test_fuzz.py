@@ -214,6 +214,19 @@ BOOKS_VALUES = [[], {}, [{}], [{"id": "fz_b1"}], [{"count": 1}], [["fz_b1", 1]],
                 [{"id": "fz_b1", "count": True}], [{"id": "fz_b1", "count": 1.0}],
                 [{"id": "fz_b1", "count": 10**7}], [{"id": "fz_b1", "count": -3}],
                 "fz_b1", None, 1]
+BOOK_INFO_VALUES = [None, "x", [], {}, {"id": "new"}, {"title": "T"},
+                    {"id": "fz_new_book", "title": "T", "price": "12"},
+                    {"id": "fz_new_book", "title": "T", "price": -1},
+                    {"id": "fz_new_book", "title": "T", "price": 1.5},
+                    {"id": "fz_new_book", "title": "T", "pages": True},
+                    {"id": "fz_new_book", "title": "T", "tags": "a,b"},
+                    {"id": "fz_new_book", "title": "T", "tags": [1, 2]},
+                    {"id": "fz_new_book", "title": "T", "pictures": ["not base64!"]},
+                    {"id": "fz_new_book", "title": "T", "pictures": [123]},
+                    {"id": "fz_new_book", "title": "", "price": 1},
+                    {"id": "fz_new_book", "title": LONG},
+                    {"id": "fz_new_book", "title": {"$gt": ""}},
+                    {"id": "fz\x00book", "title": "T"}]
 EXTRA_FIELDS = [{"balance": 10**9}, {"$set": {"balance": 10**9}}, {"_id": "hijack"},
                 {"ops": ["x:refund"]}, {"state": "paid"}, {"deposited": 10**9},
                 {"owner_id": "fz_other"}, {"total_price": 0}]
@@ -241,22 +254,30 @@ def endpoints(w):
          {"user_id": "fz_seller", "store_id": w.store, "stock_level": 5,
           "book_info": {"id": "fz_b1", "title": "T", "price": 100}},
          {**ids("user_id", "store_id"), "stock_level": INT_VALUES,
-          "book_info": [None, "x", [], {}, {"id": "new"}, {"title": "T"},
-                        {"id": "fz_new_book", "title": "T", "price": "12"},
-                        {"id": "fz_new_book", "title": "T", "price": -1},
-                        {"id": "fz_new_book", "title": "T", "price": 1.5},
-                        {"id": "fz_new_book", "title": "T", "pages": True},
-                        {"id": "fz_new_book", "title": "T", "tags": "a,b"},
-                        {"id": "fz_new_book", "title": "T", "tags": [1, 2]},
-                        {"id": "fz_new_book", "title": "T", "pictures": ["not base64!"]},
-                        {"id": "fz_new_book", "title": "T", "pictures": [123]},
-                        {"id": "fz_new_book", "title": "", "price": 1},
-                        {"id": "fz_new_book", "title": LONG},
-                        {"id": "fz_new_book", "title": {"$gt": ""}},
-                        {"id": "fz\x00book", "title": "T"}]}),
+          "book_info": BOOK_INFO_VALUES + [{"id": "fz_new_book", "title": "T",
+                                            "pictures": ["QUFB"] * 11}]}),
         ("/seller/add_stock_level", "fz_seller",
          {"user_id": "fz_seller", "store_id": w.store, "book_id": "fz_b1", "add_stock_level": 0},
          {**ids("user_id", "store_id", "book_id"), "add_stock_level": INT_VALUES}),
+        # issue 12: a store's own listings (fz_b2: no order uses it)
+        ("/seller/update_book", "fz_seller",
+         {"user_id": "fz_seller", "store_id": w.store,
+          "book_info": {"id": "fz_b2", "title": "FZ_B2", "price": 1250}},
+         {**ids("user_id", "store_id"),
+          "book_info": BOOK_INFO_VALUES + [{"id": "fz_b2", "title": "T",
+                                            "pictures": ["QUFB"] * 11}]}),
+        ("/seller/set_price", "fz_seller",
+         {"user_id": "fz_seller", "store_id": w.store, "book_id": "fz_b2", "price": 1250},
+         {**ids("user_id", "store_id", "book_id"), "price": INT_VALUES}),
+        ("/seller/set_stock_level", "fz_seller",
+         {"user_id": "fz_seller", "store_id": w.store, "book_id": "fz_b2", "stock_level": 100},
+         {**ids("user_id", "store_id", "book_id"), "stock_level": INT_VALUES}),
+        ("/seller/unlist_book", "fz_seller",
+         {"user_id": "fz_seller", "store_id": w.store, "book_id": "fz_b2"},
+         ids("user_id", "store_id", "book_id")),
+        ("/seller/relist_book", "fz_seller",
+         {"user_id": "fz_seller", "store_id": w.store, "book_id": "fz_b2"},
+         ids("user_id", "store_id", "book_id")),
         ("/seller/ship", "fz_seller", {"user_id": "fz_seller", "order_id": w.unpaid},
          ids("user_id", "order_id")),
         ("/buyer/new_order", "fz_buyer",
@@ -337,7 +358,9 @@ RAW_BODIES = [
 POST_PATHS = ["/auth/register", "/auth/login", "/auth/password", "/auth/unregister",
               "/auth/logout", "/seller/create_store", "/seller/add_book",
               "/seller/add_stock_level", "/seller/ship", "/buyer/new_order", "/buyer/payment",
-              "/buyer/add_funds", "/buyer/receive", "/buyer/cancel_order"]
+              "/buyer/add_funds", "/buyer/receive", "/buyer/cancel_order",
+              "/seller/update_book", "/seller/set_price", "/seller/set_stock_level",
+              "/seller/unlist_book", "/seller/relist_book"]
 
 
 def test_bodies_that_are_not_json_objects(fuzz):
@@ -366,7 +389,7 @@ GET_CASES = [
     ("/seller/orders", "fz_seller", {"user_id": "fz_seller"}, ["user_id", "store_id", "page",
                                                                "page_size", "state"]),
     ("/seller/books", "fz_seller", {"user_id": "fz_seller", "store_id": "fz_store"},
-     ["user_id", "store_id", "page", "page_size"]),
+     ["user_id", "store_id", "page", "page_size", "on_sale"]),
     ("/buyer/balance", "fz_buyer", {"user_id": "fz_buyer"}, ["user_id"]),
 ]
 PATH_IDS = ["a.b", "$gt", "%00", "a b", "x" * 5000, "..", "%2e%2e", "{\"$gt\": \"\"}", "😀",
@@ -389,7 +412,8 @@ def test_hostile_queries_and_path_ids(fuzz):
             headers={"token": w.tokens[user]}), "GET")
         n += 1
     for oid in PATH_IDS + [w.paid + "%00", w.paid + " "]:
-        for sub in ("orders/{}", "books/{}", "books/{}/pictures/0", "books/fz_b1/pictures/{}"):
+        for sub in ("orders/{}", "books/{}", "books/{}/pictures/0", "books/fz_b1/pictures/{}",
+                    "books/fz_b1?store_id={}", "books/fz_b1/pictures/0?store_id={}"):
             url = w.url + sub.format(oid if "%" in oid else quote(oid, safe=""))
             guarded(backend, lambda: requests.get(url, params={"user_id": "fz_buyer"},
                                                   headers={"token": w.tokens["fz_buyer"]}),

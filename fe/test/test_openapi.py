@@ -40,7 +40,8 @@ SEARCH_OPS = {("get", "/search/books"), ("get", "/books/{book_id}"),
               ("get", "/books/{book_id}/pictures/{n}")}
 REQUEST_SCHEMAS = {"Id", "Password", "Cents", "NullableText", "Credentials", "Login",
                    "ChangePassword", "UserOnly", "StoreRef", "BookInfo", "AddBook", "AddStock",
-                   "OrderLine", "NewOrder", "Payment", "AddFunds", "OrderRef", "SearchKeywords"}
+                   "OrderLine", "NewOrder", "Payment", "AddFunds", "OrderRef", "SearchKeywords",
+                   "UpdateBook", "ListingRef", "SetPrice", "SetStock"}
 # Calls that take no input a client could get wrong: no 400 declared, and no error
 # reply to walk (404 and 405 are answered outside any operation).
 NO_INPUT = {"/ping", "/health", "/metrics", "/docs", "/openapi.json", "/openapi.yaml"}
@@ -404,6 +405,71 @@ def test_seller_walk(w, shop):
     w.get("/seller/books", dict(q, user_id=uid("ghost")), 511, seller.token)
 
 
+def test_managing_listings_walk(w, shop):
+    """Issue 12: the owner updates, reprices, restocks, unlists and relists a
+    listing; others get 401; unknown books 515; bad values 400."""
+    seller, store = shop["seller"], shop["store"]
+    other = User(w, "other")
+    book = {"id": uid("mg"), "title": "To be managed", "price": 100}
+    w.post("/seller/add_book", {"user_id": seller.id, "store_id": store, "book_info": book,
+                                "stock_level": 5}, 200, seller.token)
+    ref = {"user_id": seller.id, "store_id": store, "book_id": book["id"]}
+    nobook, nostore = dict(ref, book_id=uid("nobook")), dict(ref, store_id=uid("nostore"))
+    ghost, theirs = dict(ref, user_id=uid("ghost")), dict(ref, user_id=other.id)
+
+    upd = {"user_id": seller.id, "store_id": store,
+           "book_info": dict(book, title="Managed", pictures=[base64.b64encode(PNG).decode()])}
+    w.post("/seller/update_book", upd, 200, seller.token)
+    w.post("/seller/update_book", dict(upd, book_info={"id": uid("nobook"), "title": "x"}), 515,
+           seller.token)
+    w.post("/seller/update_book", dict(upd, store_id=uid("nostore")), 513, seller.token)
+    w.post("/seller/update_book", dict(upd, user_id=other.id), 401, other.token)
+    w.post("/seller/update_book", dict(upd, user_id=uid("ghost")), 511, seller.token)
+    w.post("/seller/update_book", dict(upd, book_info=dict(book, pictures=["***"])), 400,
+           seller.token)
+    w.post("/seller/update_book", dict(upd, book_info=dict(book, pictures=["AAAA"] * 11)), 400,
+           seller.token)
+    w.post("/seller/update_book", {"user_id": seller.id, "store_id": store}, 400, seller.token)
+
+    w.post("/seller/set_price", dict(ref, price=250), 200, seller.token)
+    for body, code in ((dict(nobook, price=1), 515), (dict(nostore, price=1), 513),
+                       (dict(ghost, price=1), 511), (dict(ref, price=-1), 400),
+                       (dict(ref, price="1"), 400)):
+        w.post("/seller/set_price", body, code, seller.token)
+    w.post("/seller/set_price", dict(theirs, price=1), 401, other.token)
+
+    w.post("/seller/set_stock_level", dict(ref, stock_level=2), 200, seller.token)
+    assert stock_of(w, shop, book["id"]) == 2
+    for body, code in ((dict(nobook, stock_level=1), 515), (dict(nostore, stock_level=1), 513),
+                       (dict(ghost, stock_level=1), 511), (dict(ref, stock_level=-1), 400),
+                       (dict(ref, stock_level=10**9 + 1), 400), (dict(ref), 400)):
+        w.post("/seller/set_stock_level", body, code, seller.token)
+    w.post("/seller/set_stock_level", dict(theirs, stock_level=0), 401, other.token)
+
+    for path in ("/seller/unlist_book", "/seller/relist_book"):
+        for body, code in ((nobook, 515), (nostore, 513), (ghost, 511), ({"user_id": 1}, 400)):
+            w.post(path, body, code, seller.token)
+        w.post(path, theirs, 401, other.token)
+    w.post("/seller/unlist_book", ref, 200, seller.token)
+    q = {"user_id": seller.id, "store_id": store, "page_size": 100}
+    off = w.get("/seller/books", dict(q, on_sale="false"), 200, seller.token).json()["books"]
+    assert [(b["book_id"], b["title"], b["price"], b["stock_level"]) for b in off] == \
+        [(book["id"], "Managed", 250, 2)]
+    on = w.get("/seller/books", dict(q, on_sale="true"), 200, seller.token).json()["books"]
+    assert book["id"] not in [b["book_id"] for b in on]
+    w.get("/seller/books", dict(q, on_sale="maybe"), 400, seller.token)
+    buyer = shop["buyer"]
+    w.post("/buyer/new_order", {"user_id": buyer.id, "store_id": store,
+                                "books": [{"id": book["id"], "count": 1}]}, 515, buyer.token)
+    r = w.get(f"/books/{book['id']}", {"store_id": store}, 200, op="/books/{book_id}").json()
+    assert r["book"]["listings"][0]["on_sale"] is False and r["book"]["title"] == "Managed"
+    w.get(f"/books/{book['id']}", None, 515, op="/books/{book_id}")  # nothing on sale
+    w.post("/seller/relist_book", ref, 200, seller.token)
+    w.post("/buyer/new_order", {"user_id": buyer.id, "store_id": store,
+                                "books": [{"id": book["id"], "count": 1}]}, 200, buyer.token)
+    assert stock_of(w, shop, book["id"]) == 1
+
+
 def test_buyer_funds_and_balance(w):
     b = User(w, "funds")
     funds = {"user_id": b.id, "password": b.password}
@@ -606,6 +672,33 @@ def test_search_walk(w, shop, backend):
     assert w.get(f"/books/{book}/pictures/1", None, 200, op=op).content == JPEG
     w.get(f"/books/{book}/pictures/2", None, 404, op=op)
     w.get(f"/books/{uid('nobook')}/pictures/0", None, 404, op=op)
+
+    # issue 12: a rival store describes the same book id its own way
+    rival = User(w, "rival")
+    theirs = uid("rival_store")
+    w.post("/seller/create_store", {"user_id": rival.id, "store_id": theirs}, 200, rival.token)
+    info = {"id": book, "title": "月亮 walk", "price": 999,
+            "pictures": [base64.b64encode(JPEG).decode()]}
+    w.post("/seller/add_book", {"user_id": rival.id, "store_id": theirs, "book_info": info,
+                                "stock_level": 4}, 200, rival.token)
+    r = w.get("/search/books", {"q": "月亮 walk"}, 200).json()
+    assert [(h["book_id"], h["title"], h["listings"]) for h in r["books"]] == \
+        [(book, "月亮 walk", [{"store_id": theirs, "price": 999, "stock_level": 4}])]
+    r = w.get("/search/books", {"q": "三体 walk"}, 200).json()
+    (hit,) = [h for h in r["books"] if h["book_id"] == book]
+    assert hit["title"] == "三体 walk" and [x["store_id"] for x in hit["listings"]] == [store]
+    op = "/books/{book_id}"
+    mine = w.get(f"/books/{book}", {"store_id": store}, 200, op=op).json()["book"]
+    yours = w.get(f"/books/{book}", {"store_id": theirs}, 200, op=op).json()["book"]
+    assert (mine["title"], mine["price"], mine["picture_count"]) == ("三体 walk", 1200, 2)
+    assert (yours["title"], yours["price"], yours["picture_count"]) == ("月亮 walk", 999, 1)
+    both = w.get(f"/books/{book}", None, 200, op=op).json()["book"]
+    assert len(both["listings"]) == len(both["other_listings"]) == 1
+    w.get(f"/books/{book}", {"store_id": uid("nostore")}, 515, op=op)
+    op = "/books/{book_id}/pictures/{n}"
+    assert w.get(f"/books/{book}/pictures/0", {"store_id": theirs}, 200, op=op).content == JPEG
+    assert w.get(f"/books/{book}/pictures/0", {"store_id": store}, 200, op=op).content == PNG
+    w.get(f"/books/{book}/pictures/1", {"store_id": theirs}, 404, op=op)
 
 
 def test_walk_covered_every_operation(w, request, backend):

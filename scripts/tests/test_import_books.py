@@ -9,6 +9,7 @@ import pytest
 
 from fe import conf
 from fe.access.auth import Auth
+from fe.access.search import Search
 from fe.access.seller import Seller
 from scripts import import_books as ib
 from be.sample_books import generate
@@ -68,8 +69,11 @@ def test_import_lists_every_book_and_a_rerun_adds_nothing(books40, backend):
     # pictures arrive intact (base64 over the wire, bytes in the database)
     with_picture = [(str(i), pic) for i, _, _, pic in file_rows(books40) if pic is not None]
     assert with_picture
+    api = Search(conf.URL)
     for book_id, pic in with_picture:
-        assert backend.db.pictures.find_one({"_id": f"{book_id}#0"})["data"] == pic
+        assert api.picture(book_id, 0, store)[1] == pic
+    # one copy of each distinct picture (the generator reuses a few covers)
+    assert backend.db.pictures.count_documents({}) >= len({p for _, p in with_picture})
 
     again = run(books40, user, pw, store, stock=7)
     assert (again.imported, again.skipped, again.failed) == (0, 40, [])
@@ -106,6 +110,50 @@ def test_command_line_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "10 imported" in done.stdout
     assert_store_holds(path, user, pw, store, 3)
+
+
+def _retitled(src, dst, titles):
+    """A copy of the book file ``src`` with some rows' titles and prices changed."""
+    dst.write_bytes(src.read_bytes())
+    with sqlite3.connect(dst) as conn:
+        for book_id, title in titles.items():
+            conn.execute("UPDATE book SET title = ?, price = price + 1 WHERE id = ?",
+                         (title, book_id))
+    return dst
+
+
+def test_two_files_reusing_ids_in_two_stores_keep_their_own_books(tmp_path, books40, backend):
+    """Issue 12: a second file that reuses a book id, imported into another store,
+    leaves the first store's books as they were; identical rows are stored once."""
+    (first_id, _, _, _), (second_id, _, _, _) = file_rows(books40)[:2]
+    other = _retitled(books40, tmp_path / "other.db", {first_id: "Understanding Photography"})
+    user, pw, store = ids()
+    user2, pw2, store2 = ids()
+    assert run(books40, user, pw, store).imported == 40
+    descriptions = backend.db.descriptions.count_documents({})
+    assert run(other, user2, pw2, store2).imported == 40
+    # 39 rows are alike in both files: only the changed one adds a description
+    assert backend.db.descriptions.count_documents({}) == descriptions + 1
+    assert_store_holds(books40, user, pw, store, 100)
+    assert_store_holds(other, user2, pw2, store2, 100)
+    api = Search(conf.URL)
+    assert api.book(str(first_id), store)[1]["book"]["title"] != "Understanding Photography"
+    assert api.book(str(first_id), store2)[1]["book"]["title"] == "Understanding Photography"
+    assert {r["store_id"] for r in api.book(str(second_id))[1]["book"]["listings"]} >= \
+        {store, store2}
+
+
+def test_update_resends_listed_books_and_keeps_their_stock(tmp_path, books40):
+    user, pw, store = ids()
+    assert run(books40, user, pw, store, stock=7).imported == 40
+    (first_id, title, _, _) = file_rows(books40)[0]
+    changed = _retitled(books40, tmp_path / "changed.db", {first_id: title + " (2nd ed.)"})
+    plain = run(changed, user, pw, store, stock=7, register=False)
+    assert (plain.imported, plain.skipped, plain.updated) == (0, 40, 0)
+    assert listed(user, pw, store)[str(first_id)][0] == title  # not re-sent without --update
+    result = run(changed, user, pw, store, stock=99, register=False, update=True)
+    assert (result.imported, result.skipped, result.updated, result.failed) == (0, 0, 40, [])
+    assert_store_holds(changed, user, pw, store, 7)
 
 
 def _not_sqlite(path):
