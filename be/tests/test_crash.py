@@ -29,7 +29,7 @@ from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
 from be.db import listing_id
-from be.model import catalogue, orders, search, sessions, stores, users
+from be.model import orders, search, sessions, stores, users
 from be.tests.support.faults import (Crash, count_writes, crash_at, crash_points, faulty,
                                      sibling, snapshot)
 from be.watcher import sweep

@@ -22,7 +22,6 @@ JSON 413 (on a second server with a small limit).
 import collections
 import itertools
 import json
-import os
 import uuid
 from urllib.parse import quote
 

@@ -6,7 +6,7 @@ from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
 from be.db import listing_id
-from be.model import catalogue, orders, search, stores, users
+from be.model import orders, search, stores, users
 from scripts import migrate_catalogue
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x05" * 20
