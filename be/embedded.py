@@ -47,6 +47,7 @@ from mongomock import DuplicateKeyError
 from mongomock.filtering import NOTHING, iter_key_candidates
 
 from be import budget
+from be import embedded_ordered as ordered
 
 _LOCK = threading.RLock()
 _PATCHED = False
@@ -706,7 +707,9 @@ def _patch_mongomock():
     def __setitem__(self, key, val):
         state = self.__dict__.get("_secondary")
         if state is None:
-            return original_setitem(self, key, val)
+            original_setitem(self, key, val)
+            ordered.refresh(self, key, val)
+            return
         old = self._documents.get(key)
         original_setitem(self, key, val)
         if old is None:  # a new key goes last in the OrderedDict: natural order
@@ -714,11 +717,13 @@ def _patch_mongomock():
             state.next += 1
         for fmap in state.maps.values():
             fmap.update(key, fmap.keys(old) if old is not None else _NO_KEYS, fmap.keys(val))
+        ordered.refresh(self, key, val)
 
     def __delitem__(self, key):
         state = self.__dict__.get("_secondary")
         old = self._documents.get(key) if state is not None else None
         original_delitem(self, key)
+        ordered.refresh(self, key, None)
         if old is not None:
             state.seq.pop(key, None)
             for fmap in state.maps.values():
@@ -727,12 +732,28 @@ def _patch_mongomock():
     def drop(self):
         original_drop(self)
         self.__dict__.pop("_secondary", None)
+        ordered.forget(self)
 
     store_class.__setitem__ = __setitem__
     store_class.__delitem__ = __delitem__
     store_class.drop = drop
 
     def tracked(self, doc, update, apply):
+        # the ordered indexes (be.embedded_ordered) read the document after the change
+        if not self._store.__dict__.get("_ordered"):
+            return tracked_maps(self, doc, update, apply)
+        try:
+            return tracked_maps(self, doc, update, apply)
+        finally:
+            store = self._store
+            try:
+                key = _store_key(doc.get("_id"))
+                if store._documents.get(key) is doc:
+                    ordered.refresh(store, key, doc)
+            except TypeError:  # an unhashable _id: not a stored document
+                pass
+
+    def tracked_maps(self, doc, update, apply):
         # mongomock updates a stored document in place: read its keys before and
         # after (after even if the update fails half-way: mongomock keeps what it
         # changed). An upsert's new document is not stored yet; __setitem__ sees it.
@@ -943,9 +964,11 @@ def _patch_mongomock():
     cursor_class._compute_results = _compute_results
 
     def _get_dataset(self, spec, sort, fields, as_class):
-        # mongomock's, with _sorted_by for each sort key (last key first, stable)
-        dataset = self._iter_documents(spec)
-        if sort:
+        # mongomock's, with _sorted_by for each sort key (last key first, stable),
+        # or walked in order from an ordered index (be.embedded_ordered)
+        walked = ordered.walk(self, spec, sort, _applies) if FAST_PATHS and sort else None
+        dataset = self._iter_documents(spec) if walked is None else walked
+        if sort and walked is None:
             if isinstance(sort, dict):
                 sort = sort.items()
             for sort_key, sort_direction in reversed(list(sort)):
@@ -961,6 +984,17 @@ def _patch_mongomock():
             yield self._copy_only_fields(document, fields, as_class)
 
     coll_class._get_dataset = _get_dataset
+
+    original_count_documents = coll_class.count_documents
+
+    def count_documents(self, filter, **kwargs):
+        # an equality on a prefix of an index's keys: bisected from its ordered index
+        found = ordered.count(self, filter, kwargs) if FAST_PATHS else None
+        if found is None:
+            return original_count_documents(self, filter, **kwargs)
+        return found
+
+    coll_class.count_documents = count_documents
 
     def find_one(self, filter=None, *args, **kwargs):
         # as pymongo's find_one: a cursor limited to one document (mongomock's

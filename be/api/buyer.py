@@ -2,7 +2,7 @@
 from flask import Blueprint
 
 from be.api import schemas as s
-from be.api.common import backend, ok, password_checked, query, signed_in
+from be.api.common import backend, ok, page_fields, password_checked, query, signed_in
 from be.model import orders, users
 
 bp = Blueprint("buyer", __name__, url_prefix="/buyer")
@@ -33,8 +33,8 @@ def add_funds(b):
 @bp.get("/orders")
 @signed_in(s.OrdersQuery, query)
 def buyer_orders(q):
-    rows, total = orders.buyer_orders(backend(), q.user_id, q.state, q.page, q.page_size)
-    return ok(orders=rows, total=total, page=q.page, page_size=q.page_size)
+    found = orders.buyer_orders(backend(), q.user_id, q.state, q.page, q.page_size, q.after)
+    return ok(orders=found.rows, **page_fields(found, q))
 
 
 @bp.get("/balance")

@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from be import errors
 from be.db import listing_id
+from be.model import paging
 
 MAX_STOCK = 10**9
 
@@ -116,10 +117,16 @@ def add_stock_level(ctx, user_id, store_id, book_id, add_stock_level):
         raise errors.BadRequest(f"add_stock_level would take the stock over {MAX_STOCK}")
 
 
-def store_books(ctx, user_id, store_id, page, page_size):
+def store_books(ctx, user_id, store_id, page, page_size, after=None):
+    """The store's listings by book_id: a paging.Page (cursor: the last book_id)."""
+    paging.check(page, page_size, after)
+    start = None if after is None else paging.decode("books", after, str)[0]
     owned_store(ctx, user_id, store_id)
     query = {"store_id": store_id}
-    rows = ctx.db.listings.find(
-        query, {"book_id": 1, "title": 1, "price": 1, "stock_level": 1, "_id": 0},
-        sort=[("store_id", 1), ("book_id", 1)], skip=(page - 1) * page_size, limit=page_size)
-    return list(rows), ctx.db.listings.count_documents(query)
+    find = query if start is None else dict(query, book_id={"$gt": start})
+    rows = list(ctx.db.listings.find(
+        find, {"book_id": 1, "title": 1, "price": 1, "stock_level": 1, "_id": 0},
+        sort=[("store_id", 1), ("book_id", 1)], skip=paging.skip(page, page_size, after),
+        limit=page_size + 1))
+    return paging.finish(rows, page_size, lambda row: paging.encode("books", row["book_id"]),
+                         paging.count(ctx.db.listings, query))

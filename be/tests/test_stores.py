@@ -188,13 +188,13 @@ def test_store_books_pages_in_book_id_order(ctx, seller):
     for n in (3, 1, 4, 0, 2):
         stores.add_book(ctx, uid, store_id,
                         {"id": f"b{n}", "title": f"T{n}", "price": 100 * n}, n + 1)
-    rows, total = stores.store_books(ctx, uid, store_id, 1, 2)
+    rows, total = stores.store_books(ctx, uid, store_id, 1, 2)[:2]
     assert total == 5
     assert rows == [{"book_id": "b0", "title": "T0", "price": 0, "stock_level": 1},
                     {"book_id": "b1", "title": "T1", "price": 100, "stock_level": 2}]
-    rows, _ = stores.store_books(ctx, uid, store_id, 3, 2)
+    rows, _ = stores.store_books(ctx, uid, store_id, 3, 2)[:2]
     assert [r["book_id"] for r in rows] == ["b4"]
-    rows, total = stores.store_books(ctx, uid, store_id, 4, 2)
+    rows, total = stores.store_books(ctx, uid, store_id, 4, 2)[:2]
     assert rows == [] and total == 5
 
 

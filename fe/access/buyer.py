@@ -38,6 +38,7 @@ class Buyer(Account):
                  {"user_id": self.user_id, "order_id": order_id}, self.token)
         return r.status_code
 
-    def orders(self, state=None, page=None, page_size=None) -> (int, dict):
-        r = self.get("buyer/orders", state=state, page=page, page_size=page_size)
+    def orders(self, state=None, page=None, page_size=None, after=None) -> (int, dict):
+        """One page of the buyer's orders; ``after`` is a reply's ``next``."""
+        r = self.get("buyer/orders", state=state, page=page, page_size=page_size, after=after)
         return r.status_code, r.json()
