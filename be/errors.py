@@ -29,3 +29,6 @@ FundsTooLow = _error("FundsTooLow", 519, "not sufficient funds: {}")
 BadOrderState = _error("BadOrderState", 520, "order {} is {}: {}")
 OrderExpired = _error("OrderExpired", 521, "order {} expired: its payment window has closed")
 Busy = _error("Busy", 503, "order {} is being changed by another request; retry")
+# Idempotency keys (be.model.idempotency): the key was used for another request,
+# or its first request has not answered yet.
+KeyConflict = _error("KeyConflict", 409, "{}")
