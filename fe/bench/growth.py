@@ -7,8 +7,9 @@ buyers and N paid orders of 10 lines (copies of one real order, spread back in
 time; one "busy" buyer holds 10% of them, every other buyer about 0.1%, and all
 belong to the one seller). Then it prints the best of a few rounds, in CPU ms
 per call, of: new_order (10 lines), payment, a typical buyer's first page, the
-busy buyer's first page, the seller's first page of paid orders (all N match)
-and one timeout sweep. The figures are in doc/scaling.md.
+busy buyer's first page, the seller's first page of paid orders (all N match),
+the seller's page of paid orders after a cursor half-way down that list
+(``after``) and one timeout sweep. The figures are in doc/scaling.md.
 """
 import argparse
 import random
