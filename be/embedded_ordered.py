@@ -36,7 +36,9 @@ turns this off with the other shortcuts.
 
 Figures (``python -m fe.bench.growth``, 100,000 orders, CPU ms per call): the
 seller's first page of paid orders 495 -> under 2, the busy buyer's (10,000
-orders) 50 -> under 2; a write keeps each built index in O(log n).
+orders) 50 -> under 2; a write keeps each built index in O(log n) (no change in
+new_order or payment within the noise), and each built index holds about 190
+bytes per document (two list indexes: 40 MB per 100,000 orders).
 """
 import datetime
 import math
