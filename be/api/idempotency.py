@@ -18,19 +18,30 @@ of it is stored).
 """
 import contextvars
 import functools
+import logging
 
 from flask import current_app, jsonify, make_response, request
+from pymongo.errors import PyMongoError
 
 from be import budget, errors
 from be.api.common import backend
 from be.model import idempotency
+
+log = logging.getLogger("bookstore")
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 _MARGIN_S = 1.0  # of the request's budget, kept for answering after a wait
 
 
-def _wait_s():
+def _wait_s(ctx):
+    """How long a repeat may wait for the first request's reply: what the request's
+    budget leaves (less a margin), at most MAX_WAIT_S. Nothing on the embedded
+    engine: a request holds the engine for its whole run there, so a claim another
+    request finds running belongs to no live request (and waiting would hold the
+    engine)."""
+    if ctx.engine.embedded is not None:
+        return 0.0
     left = budget.remaining()
     if left is None:
         return idempotency.MAX_WAIT_S
@@ -40,8 +51,13 @@ def _wait_s():
 def _unbudgeted(call, *args):
     """Run ``call`` outside the request's time budget: the reply of a request whose
     budget ran out is still stored (the write is guarded by the claim's owner, and
-    on a real MongoDB the client's own timeoutMS still bounds it)."""
-    return contextvars.Context().run(call, *args)
+    on a real MongoDB the client's own timeoutMS still bounds it). If the database
+    fails it, the reply still goes out; the claim stays running, which later
+    repeats answer as a request that died (409)."""
+    try:
+        contextvars.Context().run(call, *args)
+    except PyMongoError:
+        log.warning("could not store or release an Idempotency-Key claim", exc_info=True)
 
 
 def idempotent(operation):
@@ -55,7 +71,7 @@ def idempotent(operation):
             ctx = backend()
             fields = args.model_dump(mode="json", exclude={"password"})
             got = idempotency.begin(ctx, args.user_id, key,
-                                    idempotency.fingerprint(operation, fields), _wait_s())
+                                    idempotency.fingerprint(operation, fields), _wait_s(ctx))
             if isinstance(got, idempotency.Reply):
                 response = jsonify(got.body)
                 response.status_code = got.status

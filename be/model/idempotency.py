@@ -14,7 +14,8 @@ One document per ``(user_id, key)`` in ``idempotency``, ``_id`` the pair:
   hash of the operation and the request's fields) is a 409; a stored reply is
   returned to be replayed; a claim still running is polled (every 10-200 ms) for
   at most ``wait_s`` seconds (the edge passes what the request's time budget
-  leaves, at most 5 s), then 409 "in progress: retry".
+  leaves, at most 5 s; nothing on the embedded engine, where requests run one at
+  a time), then 409 "in progress: retry".
 * ``finish`` stores the reply, guarded by the claim's owner; ``release`` drops a
   claim whose call changed nothing (the model's 503 "retry"), so a retry runs.
 * A claim whose request died before ``finish`` (a crash, a killed process) stays

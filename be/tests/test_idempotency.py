@@ -260,3 +260,31 @@ def test_edge_never_reruns_a_call_that_failed_half_way(ctx, client, make_user, m
         assert (again.status_code, again.json) == (status, first.json)
         assert again.headers["Idempotent-Replayed"] == "true"
     assert users.own_balance(ctx, user) == 20
+
+
+def test_edge_answers_even_if_the_reply_cannot_be_stored(ctx, client, make_user, monkeypatch):
+    from pymongo.errors import AutoReconnect
+    user, pw, _ = make_user("buyer")
+
+    def database_gone(*args):
+        raise AutoReconnect("primary stepped down")
+
+    monkeypatch.setattr(idempotency, "finish", database_gone)
+    assert _funds(client, user, pw, 3, "k").status_code == 200  # the deposit's own reply
+    monkeypatch.undo()
+    again = _funds(client, user, pw, 3, "k")  # the claim never got its reply: not rerun
+    assert again.status_code == 409 and "in progress" in again.json["message"]
+    assert users.own_balance(ctx, user) == 3
+
+
+def test_edge_waits_within_the_request_budget_on_mongodb_only(ctx):
+    import types
+    from be import budget
+    from be.api.idempotency import _wait_s
+    mongodb = types.SimpleNamespace(engine=types.SimpleNamespace(embedded=None))
+    assert _wait_s(mongodb) == idempotency.MAX_WAIT_S  # outside a request
+    with budget.request_budget(ctx, seconds=3):
+        assert _wait_s(mongodb) == pytest.approx(2.0)  # a second kept for the answer
+        assert _wait_s(ctx) == 0.0  # embedded: a running claim has no live request
+    with budget.request_budget(ctx, seconds=60):
+        assert _wait_s(mongodb) == idempotency.MAX_WAIT_S
