@@ -12,6 +12,10 @@ adapts it without changing how the application calls pymongo:
   documents holding it, kept current on every write, and a filter that pins that
   field by equality or ``$in`` (or bounds it by a range) reads its candidates
   from the map instead of scanning (see "Secondary indexes" below);
+* declared compound indexes are also kept sorted (``be.embedded_ordered``): a
+  list's page walks one from its start and stops after the page, and a count on
+  an index prefix bisects it (hooks: the store writes, ``tracked``,
+  ``_get_dataset`` and ``count_documents`` below);
 * a cursor with a limit copies only the documents it returns (mongomock copies
   every match first), and ``find_one`` reads with a limit of one, as pymongo does;
 * unique indexes are checked through a hash map, not a scan per write;
