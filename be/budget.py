@@ -56,6 +56,15 @@ def outside_budget():
         _DEADLINE.reset(token)
 
 
+def remaining():
+    """Seconds left of the request's budget on its clock (None outside a request)."""
+    budget = _DEADLINE.get()
+    if budget is None:
+        return None
+    clock, deadline = budget
+    return (deadline - clock.now()).total_seconds()
+
+
 def check():
     """Raise what pymongo raises for a call started after the budget's deadline."""
     budget = _DEADLINE.get()

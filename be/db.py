@@ -50,6 +50,11 @@ INDEXES = {
     "throttle": [
         ([("expires_at", ASC)], {"expireAfterSeconds": 0}),
     ],
+    # idempotency keys (be.model.idempotency): read and written by _id only;
+    # expires_at is at least 24 h after the claim or the reply
+    "idempotency": [
+        ([("expires_at", ASC)], {"expireAfterSeconds": 0}),
+    ],
 }
 
 

@@ -47,3 +47,8 @@ class TooManyAttempts(BookstoreError):
     def __init__(self, retry_after):
         super().__init__(retry_after)
         self.retry_after = retry_after
+
+
+# Idempotency keys (be.model.idempotency): the key was used for another request,
+# or its first request has not answered yet.
+KeyConflict = _error("KeyConflict", 409, "{}")

@@ -2,7 +2,8 @@
 from flask import Blueprint
 
 from be.api import schemas as s
-from be.api.common import backend, ok, password_checked, query, signed_in
+from be.api.common import backend, ok, page_fields, password_checked, query, signed_in
+from be.api.idempotency import idempotent
 from be.model import orders, users
 
 bp = Blueprint("buyer", __name__, url_prefix="/buyer")
@@ -10,6 +11,7 @@ bp = Blueprint("buyer", __name__, url_prefix="/buyer")
 
 @bp.post("/new_order")
 @signed_in(s.NewOrder)
+@idempotent("new_order")
 def new_order(b):
     order_id = orders.new_order(backend(), b.user_id, b.store_id,
                                 [(line.id, line.count) for line in b.books])
@@ -18,6 +20,7 @@ def new_order(b):
 
 @bp.post("/payment")
 @password_checked(s.Payment)
+@idempotent("payment")
 def payment(b):
     orders.payment(backend(), b.user_id, b.order_id)
     return ok()
@@ -25,6 +28,7 @@ def payment(b):
 
 @bp.post("/add_funds")
 @password_checked(s.AddFunds)
+@idempotent("add_funds")
 def add_funds(b):
     users.add_funds(backend(), b.user_id, b.add_value)
     return ok()
@@ -33,8 +37,8 @@ def add_funds(b):
 @bp.get("/orders")
 @signed_in(s.OrdersQuery, query)
 def buyer_orders(q):
-    rows, total = orders.buyer_orders(backend(), q.user_id, q.state, q.page, q.page_size)
-    return ok(orders=rows, total=total, page=q.page, page_size=q.page_size)
+    found = orders.buyer_orders(backend(), q.user_id, q.state, q.page, q.page_size, q.after)
+    return ok(orders=found.rows, **page_fields(found, q))
 
 
 @bp.get("/balance")

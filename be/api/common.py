@@ -57,6 +57,12 @@ def ok(**fields):
     return jsonify(message="ok", **fields), 200
 
 
+def page_fields(found, q):
+    """What a list reply says besides its rows (a be.model.paging.Page)."""
+    return {"total": found.total, "total_is_lower_bound": found.total_is_lower_bound,
+            "page": q.page, "page_size": q.page_size, "next": found.next}
+
+
 def _checked(schema, source, check):
     """Decorator: parse the request into ``schema`` (400 first: a malformed request
     is refused before anyone is looked up), run ``check(backend, args)``, then call

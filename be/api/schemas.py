@@ -148,6 +148,18 @@ class UserQuery(Query):
     user_id: Id
 
 
+def _cursor(value):
+    """A list's ``after``: empty means absent (the first page)."""
+    return value or None
+
+
+class CursorQuery(PageQuery):
+    """A list paged by cursor (``after``: a reply's ``next``) or, over its first
+    rows, by page number (be.model.paging)."""
+    after: Annotated[Optional[Annotated[str, StringConstraints(max_length=1024)]],
+                     AfterValidator(_cursor)] = None
+
+
 def _state(value):
     """An order list's state filter: empty means all; else one of the lifecycle's."""
     if value in (None, ""):
@@ -158,12 +170,12 @@ def _state(value):
     return value
 
 
-class OrdersQuery(PageQuery, UserQuery):
+class OrdersQuery(CursorQuery, UserQuery):
     state: Annotated[Optional[str], AfterValidator(_state)] = None
     store_id: Optional[Id] = None
 
 
-class BooksQuery(PageQuery, UserQuery):
+class BooksQuery(CursorQuery, UserQuery):
     store_id: Id
     on_sale: Optional[bool] = None  # "true"/"false": only listings on (off) sale
 

@@ -2,7 +2,7 @@
 from flask import Blueprint
 
 from be.api import schemas as s
-from be.api.common import backend, ok, query, signed_in
+from be.api.common import backend, ok, page_fields, query, signed_in
 from be.model import orders, stores
 
 bp = Blueprint("seller", __name__, url_prefix="/seller")
@@ -67,14 +67,14 @@ def add_stock_level(b):
 @bp.get("/orders")
 @signed_in(s.OrdersQuery, query)
 def seller_orders(q):
-    rows, total = orders.seller_orders(backend(), q.user_id, q.store_id, q.state,
-                                       q.page, q.page_size)
-    return ok(orders=rows, total=total, page=q.page, page_size=q.page_size)
+    found = orders.seller_orders(backend(), q.user_id, q.store_id, q.state,
+                                 q.page, q.page_size, q.after)
+    return ok(orders=found.rows, **page_fields(found, q))
 
 
 @bp.get("/books")
 @signed_in(s.BooksQuery, query)
 def store_books(q):
-    rows, total = stores.store_books(backend(), q.user_id, q.store_id, q.page, q.page_size,
-                                     q.on_sale)
-    return ok(books=rows, total=total, page=q.page, page_size=q.page_size)
+    found = stores.store_books(backend(), q.user_id, q.store_id, q.page, q.page_size, q.after,
+                               q.on_sale)
+    return ok(books=found.rows, **page_fields(found, q))

@@ -33,6 +33,7 @@ import mongomock
 from mongomock import collection as _mm_collection
 from mongomock.filtering import NOTHING
 
+from be.embedded import ordered
 from be.embedded.indexmaps import _RANGE, _index_plan
 
 FAST_PATHS = True
@@ -272,9 +273,11 @@ def _compute_results(self, with_limit_and_skip=False):
 
 
 def _get_dataset(self, spec, sort, fields, as_class):
-    # mongomock's, with _sorted_by for each sort key (last key first, stable)
-    dataset = self._iter_documents(spec)
-    if sort:
+    # mongomock's, with _sorted_by for each sort key (last key first, stable),
+    # or walked in order from an ordered index (be.embedded.ordered)
+    walked = ordered.walk(self, spec, sort, _applies) if FAST_PATHS and sort else None
+    dataset = self._iter_documents(spec) if walked is None else walked
+    if sort and walked is None:
         if isinstance(sort, dict):
             sort = sort.items()
         for sort_key, sort_direction in reversed(list(sort)):
@@ -288,6 +291,14 @@ def _get_dataset(self, spec, sort, fields, as_class):
             dataset = iter(_sorted_by(list(dataset), sort_key, sort_direction < 0))
     for document in dataset:
         yield self._copy_only_fields(document, fields, as_class)
+
+
+def count_documents(self, filter, **kwargs):
+    # an equality on a prefix of an index's keys: bisected from its ordered index
+    found = ordered.count(self, filter, kwargs) if FAST_PATHS else None
+    if found is None:
+        return count_documents.original(self, filter, **kwargs)
+    return found
 
 
 def find_one(self, filter=None, *args, **kwargs):

@@ -16,6 +16,7 @@ import mongomock
 from mongomock import collection as _mm_collection
 from mongomock.filtering import NOTHING, iter_key_candidates
 
+from be.embedded import ordered
 from be.embedded.copies import _deepcopy
 
 _RANGE = frozenset({"$gt", "$gte", "$lt", "$lte"})
@@ -334,7 +335,9 @@ def _ensure_uniques(self, new_data):
 def _store_setitem(self, key, val):
     state = self.__dict__.get("_secondary")
     if state is None:
-        return _store_setitem.original(self, key, val)
+        _store_setitem.original(self, key, val)
+        ordered.refresh(self, key, val)
+        return
     old = self._documents.get(key)
     _store_setitem.original(self, key, val)
     if old is None:  # a new key goes last in the OrderedDict: natural order
@@ -342,12 +345,14 @@ def _store_setitem(self, key, val):
         state.next += 1
     for fmap in state.maps.values():
         fmap.update(key, fmap.keys(old) if old is not None else _NO_KEYS, fmap.keys(val))
+    ordered.refresh(self, key, val)
 
 
 def _store_delitem(self, key):
     state = self.__dict__.get("_secondary")
     old = self._documents.get(key) if state is not None else None
     _store_delitem.original(self, key)
+    ordered.refresh(self, key, None)
     if old is not None:
         state.seq.pop(key, None)
         for fmap in state.maps.values():
@@ -357,9 +362,26 @@ def _store_delitem(self, key):
 def _store_drop(self):
     _store_drop.original(self)
     self.__dict__.pop("_secondary", None)
+    ordered.forget(self)
 
 
 def _tracked(self, doc, update, apply):
+    # the ordered indexes (be.embedded.ordered) read the document after the change
+    store = self._store
+    if not store.__dict__.get("_ordered"):
+        return _tracked_maps(self, doc, update, apply)
+    try:
+        return _tracked_maps(self, doc, update, apply)
+    finally:
+        try:
+            key = _store_key(doc.get("_id"))
+            if store._documents.get(key) is doc:
+                ordered.refresh(store, key, doc)
+        except TypeError:  # an unhashable _id: not a stored document
+            pass
+
+
+def _tracked_maps(self, doc, update, apply):
     # mongomock updates a stored document in place: read its keys before and
     # after (after even if the update fails half-way: mongomock keeps what it
     # changed). An upsert's new document is not stored yet; _store_setitem sees it.

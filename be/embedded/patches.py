@@ -49,6 +49,8 @@ PATCHES = (
           "sorts on plain values compare natively, not through a Python BSON comparison"),
     Patch("mongomock.collection.Cursor", "_compute_results", fastpaths._compute_results,
           "a limited cursor copies only its window; mongomock copies every match first"),
+    Patch(_COLLECTION, "count_documents", fastpaths.count_documents,
+          "a count pinning a prefix of an index's keys bisects its ordered index"),
     Patch(_COLLECTION, "find_one", fastpaths.find_one,
           "a cursor limited to one document, as pymongo's; mongomock copies every match"),
     Patch(_COLLECTION, "_copy_only_fields", fastpaths._copy_only_fields,

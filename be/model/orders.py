@@ -23,7 +23,7 @@ from pymongo import ReturnDocument, UpdateOne
 from be import errors, metrics
 from be.clock import iso
 from be.db import listing_id
-from be.model import effects, stores, users
+from be.model import effects, paging, stores, users
 from be.model.lifecycle import ACTIONS, TIMERS
 
 AFTER = ReturnDocument.AFTER
@@ -108,20 +108,48 @@ def get_order(ctx, user_id, order_id):
     return reply(order)
 
 
-def _page(ctx, query, page, page_size):
-    rows = ctx.db.orders.find(query, sort=[("created_at", -1), ("_id", -1)],
-                              skip=(page - 1) * page_size, limit=page_size)
-    return [reply(o) for o in rows], ctx.db.orders.count_documents(query)
+_NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
 
 
-def buyer_orders(ctx, user_id, state, page, page_size):
+def _window(page, page_size, after):
+    """Check the paging parameters (400 before anything is looked up) and turn the
+    cursor into the clauses that start the page right after its row: a range on
+    ``created_at`` that the list's index bounds, and the row's own millisecond
+    only past its ``_id``. None without a cursor."""
+    paging.check(page, page_size, after)
+    if after is None:
+        return None
+    ms, order_id = paging.decode("orders", after, int, str)
+    created_at = paging.from_millis(ms)
+    return {"created_at": {"$lte": created_at},
+            "$or": [{"created_at": {"$lt": created_at}}, {"_id": {"$lt": order_id}}]}
+
+
+def _cursor(row):
+    return paging.encode("orders", paging.millis(row["created_at"]), row["_id"])
+
+
+def _page(ctx, query, page, page_size, after, window):
+    """One page of a list of orders, newest first (see be.model.paging)."""
+    rows = list(ctx.db.orders.find(
+        query if window is None else dict(query, **window), sort=_NEWEST_FIRST,
+        skip=paging.skip(page, page_size, after), limit=page_size + 1))
+    result = paging.finish(rows, page_size, _cursor, paging.count(ctx.db.orders, query))
+    return result._replace(rows=[reply(o) for o in result.rows])
+
+
+def buyer_orders(ctx, user_id, state, page, page_size, after=None):
+    """The buyer's orders (in ``state``, if given), newest first: a paging.Page."""
+    window = _window(page, page_size, after)
     query = {"buyer_id": user_id}
     if state:
         query["state"] = state
-    return _page(ctx, query, page, page_size)
+    return _page(ctx, query, page, page_size, after, window)
 
 
-def seller_orders(ctx, user_id, store_id, state, page, page_size):
+def seller_orders(ctx, user_id, store_id, state, page, page_size, after=None):
+    """The orders of one of the seller's stores, or of all of them: a paging.Page."""
+    window = _window(page, page_size, after)
     if store_id is not None:
         stores.owned_store(ctx, user_id, store_id)
         query = {"store_id": store_id}
@@ -129,7 +157,7 @@ def seller_orders(ctx, user_id, store_id, state, page, page_size):
         query = {"seller_id": user_id}
     if state:
         query["state"] = state
-    return _page(ctx, query, page, page_size)
+    return _page(ctx, query, page, page_size, after, window)
 
 
 # ---------------------------------------------------------------- changing

@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from be import errors
 from be.db import listing_id
-from be.model import catalogue
+from be.model import catalogue, paging
 
 MAX_STOCK = 10**9
 SET_STOCK_ATTEMPTS = 20  # compare-and-set rounds before answering 503
@@ -141,21 +141,27 @@ def set_stock_level(ctx, user_id, store_id, book_id, stock_level):
     raise errors.ListingBusy(book_id)
 
 
-def store_books(ctx, user_id, store_id, page, page_size, on_sale=None):
-    """One page of the store's listings by book_id: title (from each listing's
-    description), price and stock; only those on sale (or off sale) when
-    ``on_sale`` is True (or False)."""
+def store_books(ctx, user_id, store_id, page, page_size, after=None, on_sale=None):
+    """One page of the store's listings by book_id (a paging.Page; cursor: the last
+    book_id): title (from each listing's description), price and stock; only those
+    on sale (or off sale) when ``on_sale`` is True (or False)."""
+    paging.check(page, page_size, after)
+    start = None if after is None else paging.decode("books", after, str)[0]
     owned_store(ctx, user_id, store_id)
     query = {"store_id": store_id}
     if on_sale is not None:
         query["on_sale"] = on_sale
+    find = query if start is None else dict(query, book_id={"$gt": start})
     rows = list(ctx.db.listings.find(
-        query, {"book_id": 1, "desc": 1, "price": 1, "stock_level": 1, "_id": 0},
-        sort=[("store_id", 1), ("book_id", 1)], skip=(page - 1) * page_size, limit=page_size))
+        find, {"book_id": 1, "desc": 1, "price": 1, "stock_level": 1, "_id": 0},
+        sort=[("store_id", 1), ("book_id", 1)], skip=paging.skip(page, page_size, after),
+        limit=page_size + 1))
+    found = paging.finish(rows, page_size, lambda row: paging.encode("books", row["book_id"]),
+                          paging.count(ctx.db.listings, query))
     titles = {}
-    if rows:
+    if found.rows:
         titles = {d["_id"]: d["title"] for d in ctx.db.descriptions.find(
-            {"_id": {"$in": list({r["desc"] for r in rows})}}, {"title": 1})}
+            {"_id": {"$in": list({r["desc"] for r in found.rows})}}, {"title": 1})}
     books = [{"book_id": r["book_id"], "title": titles[r["desc"]], "price": r["price"],
-              "stock_level": r["stock_level"]} for r in rows]
-    return books, ctx.db.listings.count_documents(query)
+              "stock_level": r["stock_level"]} for r in found.rows]
+    return found._replace(rows=books)

@@ -169,7 +169,8 @@ def _workload(ctx, make_user):
     stores.add_stock_level(ctx, seller, store, "wb1", 5)
     with pytest.raises(errors.NoSuchBook):
         stores.add_stock_level(ctx, seller, store, "nope", 5)
-    stores.store_books(ctx, seller, store, 1, 10)
+    first = stores.store_books(ctx, seller, store, 1, 1)
+    stores.store_books(ctx, seller, store, 1, 1, first.next)  # the page after a cursor
     # managing listings (issue 12)
     stores.update_book(ctx, seller, store, {"id": "wb2", "title": "三体 Dune 2 新版", "price": 105})
     stores.set_price(ctx, seller, store, "wb2", 102)
@@ -195,9 +196,11 @@ def _workload(ctx, make_user):
         orders.new_order(ctx, buyer, store, [("wb2", 10**6)])
     orders.get_order(ctx, buyer, paid)
     for state in (None, "paid"):
-        orders.buyer_orders(ctx, buyer, state, 1, 10)
-        orders.seller_orders(ctx, seller, None, state, 1, 10)
-        orders.seller_orders(ctx, seller, store, state, 1, 10)
+        for page in (lambda after: orders.buyer_orders(ctx, buyer, state, 1, 1, after),
+                     lambda after: orders.seller_orders(ctx, seller, None, state, 1, 1, after),
+                     lambda after: orders.seller_orders(ctx, seller, store, state, 1, 1, after)):
+            cursor = page(None).next or "WyJvcmRlcnMiLDAsIiJd"  # ["orders",0,""] at the end
+            page(cursor)  # the page after a cursor
 
     # payment itself refuses (and cancels) an order past its deadline
     overdue = orders.new_order(ctx, buyer, store, lines)

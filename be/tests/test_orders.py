@@ -522,36 +522,36 @@ def history(ctx, buyer, shop):
 
 
 def test_buyer_orders_newest_first_with_state_filter(ctx, buyer, shop, history):
-    rows, total = orders.buyer_orders(ctx, buyer["id"], None, 1, 20)
+    rows, total = orders.buyer_orders(ctx, buyer["id"], None, 1, 20)[:2]
     assert total == 5 and [r["order_id"] for r in rows] == history[::-1]
     assert rows[0]["state"] == "unpaid" and rows[1]["state"] == "cancelled"
-    rows, total = orders.buyer_orders(ctx, buyer["id"], "unpaid", 1, 20)
+    rows, total = orders.buyer_orders(ctx, buyer["id"], "unpaid", 1, 20)[:2]
     assert total == 2 and [r["order_id"] for r in rows] == [history[4], history[0]]
-    rows, total = orders.buyer_orders(ctx, buyer["id"], "received", 1, 20)
+    rows, total = orders.buyer_orders(ctx, buyer["id"], "received", 1, 20)[:2]
     assert (rows, total) == ([], 0)
 
 
 def test_buyer_orders_paging_and_page_past_end(ctx, buyer, shop, history):
     newest = history[::-1]
-    pages = [orders.buyer_orders(ctx, buyer["id"], None, p, 2) for p in (1, 2, 3)]
+    pages = [orders.buyer_orders(ctx, buyer["id"], None, p, 2)[:2] for p in (1, 2, 3)]
     assert [[r["order_id"] for r in rows] for rows, _ in pages] == [
         newest[0:2], newest[2:4], newest[4:5]]
     assert all(total == 5 for _, total in pages)
-    rows, total = orders.buyer_orders(ctx, buyer["id"], None, 4, 2)
+    rows, total = orders.buyer_orders(ctx, buyer["id"], None, 4, 2)[:2]
     assert (rows, total) == ([], 5)
 
 
 def test_orders_created_in_the_same_millisecond_have_a_stable_order(ctx, buyer, shop):
     made = [place(ctx, buyer, shop, [("b2", 1)]) for _ in range(3)]
-    rows, _ = orders.buyer_orders(ctx, buyer["id"], None, 1, 20)
+    rows, _ = orders.buyer_orders(ctx, buyer["id"], None, 1, 20)[:2]
     assert [r["order_id"] for r in rows] == sorted(made, reverse=True)
-    first, _ = orders.buyer_orders(ctx, buyer["id"], None, 1, 2)
-    second, _ = orders.buyer_orders(ctx, buyer["id"], None, 2, 2)
+    first, _ = orders.buyer_orders(ctx, buyer["id"], None, 1, 2)[:2]
+    second, _ = orders.buyer_orders(ctx, buyer["id"], None, 2, 2)[:2]
     assert [r["order_id"] for r in first + second] == sorted(made, reverse=True)
 
 
 def test_buyer_orders_shows_only_own_orders(ctx, buyer, other, shop, history):
-    rows, total = orders.buyer_orders(ctx, other["id"], None, 1, 20)
+    rows, total = orders.buyer_orders(ctx, other["id"], None, 1, 20)[:2]
     assert (rows, total) == ([], 0)
     with pytest.raises(errors.AuthorizationFailed):  # another's token, at the edge
         sessions.authenticate(ctx, buyer["id"], other["token"])
@@ -564,15 +564,15 @@ def test_seller_orders_all_stores_or_one(ctx, buyer, shop, history):
     stores.add_book(ctx, seller, second, {"id": "b1", "title": "T", "price": 7}, 9)
     ctx.clock.advance(1)
     newest = orders.new_order(ctx, buyer["id"], second, [("b1", 2)])
-    rows, total = orders.seller_orders(ctx, seller, None, None, 1, 20)
+    rows, total = orders.seller_orders(ctx, seller, None, None, 1, 20)[:2]
     assert total == 6 and [r["order_id"] for r in rows] == [newest] + history[::-1]
-    rows, total = orders.seller_orders(ctx, seller, second, None, 1, 20)
+    rows, total = orders.seller_orders(ctx, seller, second, None, 1, 20)[:2]
     assert total == 1 and rows[0]["order_id"] == newest and rows[0]["total_price"] == 14
-    rows, total = orders.seller_orders(ctx, seller, shop["store_id"], "unpaid", 1, 1)
+    rows, total = orders.seller_orders(ctx, seller, shop["store_id"], "unpaid", 1, 1)[:2]
     assert total == 2 and [r["order_id"] for r in rows] == [history[4]]
-    rows, total = orders.seller_orders(ctx, seller, None, "unpaid", 1, 20)
+    rows, total = orders.seller_orders(ctx, seller, None, "unpaid", 1, 20)[:2]
     assert total == 3
-    rows, total = orders.seller_orders(ctx, seller, None, None, 2, 20)
+    rows, total = orders.seller_orders(ctx, seller, None, None, 2, 20)[:2]
     assert (rows, total) == ([], 6)
 
 
@@ -585,8 +585,118 @@ def test_seller_orders_errors(ctx, buyer, shop, make_user, history):
     with pytest.raises(errors.AuthorizationFailed):  # the rival's token, at the edge
         sessions.authenticate(ctx, shop["seller"], rival_token)
     # a user without stores sees no orders, and the buyer sees none as a seller
-    assert orders.seller_orders(ctx, rival, None, None, 1, 20) == ([], 0)
-    assert orders.seller_orders(ctx, buyer["id"], None, None, 1, 20) == ([], 0)
+    assert orders.seller_orders(ctx, rival, None, None, 1, 20)[:2] == ([], 0)
+    assert orders.seller_orders(ctx, buyer["id"], None, None, 1, 20)[:2] == ([], 0)
+
+
+# ---------------------------------------------------------------- cursors and bounds
+
+def _follow(call, page_size, between=None):
+    """Every row of a list, page by page through ``next``; ``between(n)`` runs
+    before page n + 1 is read."""
+    seen, cursor, n = [], None, 0
+    while True:
+        found = call(1, page_size, cursor)
+        assert len(found.rows) <= page_size
+        seen += [r["order_id"] for r in found.rows]
+        if found.next is None:
+            return seen
+        n += 1
+        if between:
+            between(n)
+        cursor = found.next
+
+
+def test_cursor_paging_returns_every_row_once_in_order_despite_inserts(ctx, buyer, shop):
+    """Seven orders, three of them in one millisecond (the cursor's tie-break on
+    _id), and a new order placed between every two pages: the walk returns the
+    seven once each, newest first, and none of the new ones (they are newer than
+    any cursor). Offset paging would have shown a row twice."""
+    made = []
+    for n in range(7):
+        made.append(place(ctx, buyer, shop, [("b2", 1)] if n % 2 else [("b1", 1)]))
+        if n not in (2, 3):
+            ctx.clock.advance(1)
+    stores.add_stock_level(ctx, shop["seller"], shop["store_id"], "b1", 100)
+    expected = [r["order_id"] for r in orders.buyer_orders(ctx, buyer["id"], None, 1, 20).rows]
+    assert sorted(expected) == sorted(made)
+    placed_between = []
+
+    def insert(n):
+        ctx.clock.advance(1)
+        placed_between.append(place(ctx, buyer, shop, [("b1", 1)]))
+
+    for size in (1, 2, 3, 7):
+        before = len(placed_between)
+        seen = _follow(lambda p, s, a: orders.buyer_orders(ctx, buyer["id"], None, p, s, a),
+                       size, insert)
+        assert seen == expected  # every row there at the first page, once, in order
+        new = placed_between[before:]
+        expected = [r["order_id"] for r in
+                    orders.buyer_orders(ctx, buyer["id"], None, 1, 100).rows]
+        assert new and expected == new[::-1] + seen  # the new ones were all newer
+    # the seller's lists, per store and per state, walk alike
+    walked = _follow(lambda p, s, a: orders.seller_orders(ctx, shop["seller"], shop["store_id"],
+                                                          "unpaid", p, s, a), 2)
+    assert walked == [r["order_id"] for r in orders.seller_orders(
+        ctx, shop["seller"], None, "unpaid", 1, 100).rows]
+    # and offset paging, for comparison, shows a row twice after an insert
+    first = orders.buyer_orders(ctx, buyer["id"], None, 1, 2).rows
+    insert(0)
+    second = orders.buyer_orders(ctx, buyer["id"], None, 2, 2).rows
+    assert first[-1]["order_id"] == second[0]["order_id"]
+
+
+def test_a_page_says_where_the_next_starts(ctx, buyer, shop, history):
+    found = orders.buyer_orders(ctx, buyer["id"], None, 1, 2)
+    assert found.next is not None and (found.total, found.total_is_lower_bound) == (5, False)
+    assert orders.buyer_orders(ctx, buyer["id"], None, 1, 5).next is None  # exactly the rest
+    assert orders.buyer_orders(ctx, buyer["id"], None, 3, 2).next is None
+    # page 2 by number and the page after page 1's cursor are the same rows
+    by_number = orders.buyer_orders(ctx, buyer["id"], None, 2, 2)
+    by_cursor = orders.buyer_orders(ctx, buyer["id"], None, 1, 2, found.next)
+    assert by_number.rows == by_cursor.rows and by_number.next == by_cursor.next
+    assert by_cursor.total == 5  # total counts the whole list, not what is left
+
+
+def test_deep_pages_bad_cursors_and_mixed_paging_are_400(ctx, buyer, shop, history):
+    assert orders.buyer_orders(ctx, buyer["id"], None, 500, 20).rows == []  # row 10,000: fine
+    with pytest.raises(errors.BadRequest) as exc:
+        orders.buyer_orders(ctx, buyer["id"], None, 501, 20)
+    assert "'page'" in exc.value.message and "after" in exc.value.message
+    with pytest.raises(errors.BadRequest):
+        orders.seller_orders(ctx, shop["seller"], None, None, 10**6, 100)
+    cursor = orders.buyer_orders(ctx, buyer["id"], None, 1, 2).next
+    with pytest.raises(errors.BadRequest) as exc:
+        orders.buyer_orders(ctx, buyer["id"], None, 2, 2, cursor)
+    assert "'page'" in exc.value.message
+    books_cursor = stores.store_books(ctx, shop["seller"], shop["store_id"], 1, 1).next
+    for bad in ("", "!!", "bm90IGpzb24", books_cursor, cursor[:-2]):
+        with pytest.raises(errors.BadRequest) as exc:
+            orders.buyer_orders(ctx, buyer["id"], None, 1, 2, bad)
+        assert "'after'" in exc.value.message
+    with pytest.raises(errors.BadRequest):  # 400 before the store is looked up
+        orders.seller_orders(ctx, shop["seller"], new_id("nostore"), None, 1, 2, "junk")
+
+
+def test_total_is_capped_past_the_count_bound(ctx, buyer, shop, history, monkeypatch):
+    from be.model import paging
+    monkeypatch.setattr(paging, "COUNT_BOUND", 4)
+    found = orders.buyer_orders(ctx, buyer["id"], None, 1, 2)
+    assert (found.total, found.total_is_lower_bound) == (4, True)
+    found = orders.seller_orders(ctx, shop["seller"], None, "unpaid", 1, 2)
+    assert (found.total, found.total_is_lower_bound) == (2, False)
+    monkeypatch.setattr(paging, "COUNT_BOUND", 5)  # exactly the bound: still exact
+    found = orders.buyer_orders(ctx, buyer["id"], None, 1, 2)
+    assert (found.total, found.total_is_lower_bound) == (5, False)
+    # the count asks the database for at most bound + 1 entries
+    seen = []
+    ctx.engine.embedded.observer = lambda coll, name, args, kwargs: seen.append((name, kwargs))
+    try:
+        orders.buyer_orders(ctx, buyer["id"], None, 1, 2)
+    finally:
+        ctx.engine.embedded.observer = None
+    assert [k.get("limit") for n, k in seen if n == "count_documents"] == [6]
 
 
 def test_state_filter_accepts_states_and_refuses_others():

@@ -207,14 +207,45 @@ def test_store_books_pages_in_book_id_order(ctx, seller):
     for n in (3, 1, 4, 0, 2):
         stores.add_book(ctx, uid, store_id,
                         {"id": f"b{n}", "title": f"T{n}", "price": 100 * n}, n + 1)
-    rows, total = stores.store_books(ctx, uid, store_id, 1, 2)
+    rows, total = stores.store_books(ctx, uid, store_id, 1, 2)[:2]
     assert total == 5
     assert rows == [{"book_id": "b0", "title": "T0", "price": 0, "stock_level": 1},
                     {"book_id": "b1", "title": "T1", "price": 100, "stock_level": 2}]
-    rows, _ = stores.store_books(ctx, uid, store_id, 3, 2)
+    rows, _ = stores.store_books(ctx, uid, store_id, 3, 2)[:2]
     assert [r["book_id"] for r in rows] == ["b4"]
-    rows, total = stores.store_books(ctx, uid, store_id, 4, 2)
+    rows, total = stores.store_books(ctx, uid, store_id, 4, 2)[:2]
     assert rows == [] and total == 5
+
+
+def test_store_books_by_cursor_every_book_once_despite_inserts(ctx, seller, monkeypatch):
+    """Follow ``next`` with books listed between pages: rows before the cursor
+    never come back, rows after it show up in their place, none twice."""
+    from be.model import paging
+    uid, token, store_id = seller
+    for n in (0, 2, 4, 6, 8):
+        stores.add_book(ctx, uid, store_id, {"id": f"b{n}", "title": f"T{n}"}, 1)
+    seen, cursor, inserts = [], None, iter([("b1", "before the cursor"), ("b7", "after it")])
+    while True:
+        found = stores.store_books(ctx, uid, store_id, 1, 2, cursor)
+        seen += [r["book_id"] for r in found.rows]
+        if found.next is None:
+            break
+        cursor = found.next
+        book = next(inserts, None)
+        if book:
+            stores.add_book(ctx, uid, store_id, {"id": book[0], "title": book[1]}, 1)
+    assert seen == ["b0", "b2", "b4", "b6", "b7", "b8"]
+    found = stores.store_books(ctx, uid, store_id, 1, 100)
+    assert (found.total, found.total_is_lower_bound, found.next) == (7, False, None)
+    monkeypatch.setattr(paging, "COUNT_BOUND", 3)
+    found = stores.store_books(ctx, uid, store_id, 1, 2)
+    assert (found.total, found.total_is_lower_bound) == (3, True)
+    with pytest.raises(errors.BadRequest) as exc:
+        stores.store_books(ctx, uid, store_id, 101, 100)
+    assert "'page'" in exc.value.message and "after" in exc.value.message
+    with pytest.raises(errors.BadRequest) as exc:
+        stores.store_books(ctx, uid, store_id, 1, 2, "b3")
+    assert "'after'" in exc.value.message
 
 
 def test_store_books_errors(ctx, seller, make_user):

@@ -14,8 +14,12 @@ def session():
     return s
 
 
-def post(url, body, token=None):
+def post(url, body, token=None, idempotency_key=None):
+    """POST ``body``; ``idempotency_key`` (add_funds, new_order, payment) makes a
+    repeat of the same request return the first reply instead of acting again."""
     headers = {"token": token} if token is not None else {}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     return session().post(url, json=body, headers=headers)
 
 

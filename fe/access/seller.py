@@ -69,12 +69,15 @@ class Seller(Account):
                  {"user_id": self.seller_id, "order_id": order_id}, self.token)
         return r.status_code
 
-    def orders(self, store_id=None, state=None, page=None, page_size=None) -> (int, dict):
+    def orders(self, store_id=None, state=None, page=None, page_size=None,
+               after=None) -> (int, dict):
+        """One page of the seller's orders; ``after`` is a reply's ``next``."""
         r = self.get("seller/orders", store_id=store_id, state=state, page=page,
-                     page_size=page_size)
+                     page_size=page_size, after=after)
         return r.status_code, r.json()
 
-    def books(self, store_id, page=None, page_size=None, on_sale=None) -> (int, dict):
+    def books(self, store_id, page=None, page_size=None, after=None, on_sale=None) -> (int, dict):
+        """One page of the store's listings; ``after`` is a reply's ``next``."""
         r = self.get("seller/books", store_id=store_id, page=page, page_size=page_size,
-                     on_sale=None if on_sale is None else str(bool(on_sale)).lower())
+                     after=after, on_sale=None if on_sale is None else str(bool(on_sale)).lower())
         return r.status_code, r.json()

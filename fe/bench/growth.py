@@ -7,8 +7,9 @@ buyers and N paid orders of 10 lines (copies of one real order, spread back in
 time; one "busy" buyer holds 10% of them, every other buyer about 0.1%, and all
 belong to the one seller). Then it prints the best of a few rounds, in CPU ms
 per call, of: new_order (10 lines), payment, a typical buyer's first page, the
-busy buyer's first page, the seller's first page of paid orders (all N match)
-and one timeout sweep. The figures are in doc/scaling.md.
+busy buyer's first page, the seller's first page of paid orders (all N match),
+the seller's page of paid orders after a cursor half-way down that list
+(``after``) and one timeout sweep. The figures are in doc/scaling.md.
 """
 import argparse
 import random
@@ -72,6 +73,9 @@ def measure(count, buyer_count=BUYERS, rounds=5):
         orders.payment(ctx, user_id, order_id)
 
     typical, busy = buyers[5], buyers[1]
+    middle = ctx.db.orders.find_one({"seller_id": "seller", "state": "paid"},
+                                    sort=[("created_at", -1), ("_id", -1)], skip=count // 2)
+    half_way = orders._cursor(middle)
     return {
         "new_order": _best(new_order, 200, rounds),
         "payment": _best(payment, 200, rounds),
@@ -81,6 +85,8 @@ def measure(count, buyer_count=BUYERS, rounds=5):
             lambda: orders.buyer_orders(ctx, busy, None, 1, 20), 5, min(rounds, 3)),
         "seller's paid list": _best(lambda: orders.seller_orders(
             ctx, "seller", None, "paid", 1, 20), 3, min(rounds, 3)),
+        "seller's paid list after half": _best(lambda: orders.seller_orders(
+            ctx, "seller", None, "paid", 1, 20, half_way), 3, min(rounds, 3)),
         "one sweep": _best(lambda: watcher.sweep(ctx), 20, rounds),
     }
 

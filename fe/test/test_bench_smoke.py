@@ -21,5 +21,6 @@ def test_growth_bench_measures_every_call():
     from fe.bench import growth
     figures = growth.measure(30, buyer_count=8, rounds=1)
     assert list(figures) == ["new_order", "payment", "typical buyer's list",
-                             "busy buyer's list", "seller's paid list", "one sweep"]
+                             "busy buyer's list", "seller's paid list",
+                             "seller's paid list after half", "one sweep"]
     assert all(ms > 0 for ms in figures.values()), figures

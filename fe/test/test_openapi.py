@@ -518,6 +518,36 @@ def test_new_order_and_payment(w, shop):
     pay(w, shop, new_order(w, shop, buyer=poor), 519, buyer=poor)
 
 
+def test_idempotency_keys(w, shop):
+    """A repeat with the same Idempotency-Key gets the first reply; another body 409."""
+    buyer, store, book = shop["buyer"], shop["store"], shop["books"][0]
+    key = {"Idempotency-Key": uid("key")}
+    funds = {"user_id": buyer.id, "password": buyer.password, "add_value": 7}
+    before = balance_of(w, buyer)
+    for _ in range(2):
+        w.call("POST", "/buyer/add_funds", 200, op="/buyer/add_funds", json=funds, headers=key)
+    w.call("POST", "/buyer/add_funds", 409, op="/buyer/add_funds", json=dict(funds, add_value=8),
+           headers=key)
+    w.call("POST", "/buyer/add_funds", 400, op="/buyer/add_funds", json=funds,
+           headers={"Idempotency-Key": "two words"})
+    assert balance_of(w, buyer) == before + 7
+    body = {"user_id": buyer.id, "store_id": store, "books": [{"id": book, "count": 1}]}
+    w.call("POST", "/buyer/new_order", 409, op="/buyer/new_order", json=body, headers=key,
+           token=buyer.token)  # add_funds' key: another request
+    key = {"Idempotency-Key": uid("key")}
+    placed = [w.call("POST", "/buyer/new_order", 200, op="/buyer/new_order", json=body,
+                     headers=key, token=buyer.token).json()["order_id"] for _ in range(2)]
+    assert placed[0] == placed[1]
+    w.call("POST", "/buyer/new_order", 409, op="/buyer/new_order",
+           json=dict(body, books=[{"id": book, "count": 2}]), headers=key, token=buyer.token)
+    key = {"Idempotency-Key": uid("key")}
+    pay_body = {"user_id": buyer.id, "order_id": placed[0], "password": buyer.password}
+    for _ in range(2):
+        w.call("POST", "/buyer/payment", 200, op="/buyer/payment", json=pay_body, headers=key)
+    w.call("POST", "/buyer/payment", 409, op="/buyer/payment",
+           json=dict(pay_body, order_id=uid("other")), headers=key)
+
+
 def test_payment_after_the_window_is_521(w, shop, backend):
     """An order whose payment window has closed: 521 (also if a sweep cancelled it
     first), the order cancelled for timeout, its stock back."""
@@ -621,6 +651,17 @@ def test_order_queries(w, shop):
     w.get("/buyer/orders", dict(q, page_size="many"), 400, buyer.token)
     w.get("/buyer/orders", q, 401, seller.token)
     w.get("/buyer/orders", {"user_id": uid("ghost")}, 511, buyer.token)
+    # by cursor: next leads through the list; deep pages by number are refused
+    r = w.get("/buyer/orders", dict(q, page_size=1), 200, buyer.token).json()
+    seen = [o["order_id"] for o in r["orders"]]
+    while r["next"]:
+        r = w.get("/buyer/orders", dict(q, page_size=1, after=r["next"]), 200,
+                  buyer.token).json()
+        seen += [o["order_id"] for o in r["orders"]]
+        assert r["total"] == total and r["total_is_lower_bound"] is False
+    assert len(seen) == total == len(set(seen))
+    w.get("/buyer/orders", dict(q, page=501, page_size=20), 400, buyer.token)
+    w.get("/buyer/orders", dict(q, after="nonsense"), 400, buyer.token)
 
     s = {"user_id": seller.id}
     r = w.get("/seller/orders", s, 200, seller.token).json()

@@ -192,3 +192,16 @@ def test_store_books_pages_and_errors(shop):
     assert rival.books(shop.store_id)[0] == 401
     assert shop.seller.books(shop.store_id, page=0)[0] == 400
     assert shop.seller.books(shop.store_id, page_size=101)[0] == 400
+    assert shop.seller.books(shop.store_id, page=101, page_size=100)[0] == 400
+    assert shop.seller.books(shop.store_id, after="WyJvcmRlcnMiLDAsIiJd")[0] == 400
+
+
+def test_store_books_by_cursor(shop):
+    n = len(shop.gen.stock_levels)
+    code, body = shop.seller.books(shop.store_id, page_size=1)
+    seen = [row["book_id"] for row in body["books"]]
+    while body["next"]:
+        code, body = shop.seller.books(shop.store_id, page_size=1, after=body["next"])
+        assert code == 200 and body["total"] == n and body["total_is_lower_bound"] is False
+        seen += [row["book_id"] for row in body["books"]]
+    assert seen == sorted(seen) and len(seen) == n

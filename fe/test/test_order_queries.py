@@ -104,6 +104,50 @@ def test_buyer_orders_errors(placed):
     assert code == 401 and "orders" not in body
 
 
+def test_buyer_orders_by_cursor(placed):
+    """``next`` leads through the list a page at a time, each row once, in order;
+    an order placed meanwhile (newer than the cursor) does not shift the pages."""
+    shop, made = placed
+    code, body = shop.buyer.orders(page_size=2)
+    assert code == 200 and body["next"] and body["total_is_lower_bound"] is False
+    seen = ids(body)
+    assert shop.order()  # a new order between two pages
+    while body["next"]:
+        code, body = shop.buyer.orders(page_size=2, after=body["next"])
+        assert code == 200 and body["total"] == 6 and body["page"] == 1
+        seen += ids(body)
+    assert seen == made[::-1] and body["next"] is None
+    code, body = shop.buyer.orders(state="unpaid", page_size=1)
+    code, body = shop.buyer.orders(state="unpaid", page_size=1, after=body["next"])
+    assert ids(body) == [made[4]] and body["next"]  # the new order came first
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"page": 501, "page_size": 20}, "'page'"),                   # past row 10,000
+    ({"page": 2, "after": "WyJvcmRlcnMiLDAsIiJd"}, "'page'"),      # a cursor and a page
+    ({"after": "not-a-cursor"}, "'after'"),
+    ({"after": "WyJib29rcyIsImIxIl0"}, "'after'"),                 # a store books cursor
+    ({"after": "x" * 1025}, "after"),
+])
+def test_buyer_orders_deep_pages_and_bad_cursors_are_400(placed, params, field):
+    shop, _ = placed
+    code, body = shop.buyer.orders(**params)
+    assert code == 400 and field in body["message"]
+    if params.get("page") == 501:
+        assert "'next'" in body["message"] and "after" in body["message"]
+
+
+def test_order_list_totals_are_capped(placed, monkeypatch):
+    from be.model import paging
+    shop, made = placed
+    monkeypatch.setattr(paging, "COUNT_BOUND", 3)  # the server runs in this process
+    code, body = shop.buyer.orders(page_size=1)
+    assert code == 200 and (body["total"], body["total_is_lower_bound"]) == (3, True)
+    assert ids(body) == [made[4]]
+    code, body = shop.seller.orders(state="unpaid")
+    assert code == 200 and (body["total"], body["total_is_lower_bound"]) == (2, False)
+
+
 # ---------------------------------------------------------------- seller
 
 def test_seller_orders_all_stores_or_one(placed, backend):
