@@ -76,5 +76,5 @@ def seller_orders(q):
 @signed_in(s.BooksQuery, query)
 def store_books(q):
     found = stores.store_books(backend(), q.user_id, q.store_id, q.page, q.page_size, q.after,
-                               q.on_sale)
+                               on_sale=q.on_sale)
     return ok(books=found.rows, **page_fields(found, q))

@@ -141,7 +141,7 @@ def set_stock_level(ctx, user_id, store_id, book_id, stock_level):
     raise errors.ListingBusy(book_id)
 
 
-def store_books(ctx, user_id, store_id, page, page_size, after=None, on_sale=None):
+def store_books(ctx, user_id, store_id, page, page_size, after=None, *, on_sale=None):
     """One page of the store's listings by book_id (a paging.Page; cursor: the last
     book_id): title (from each listing's description), price and stock; only those
     on sale (or off sale) when ``on_sale`` is True (or False)."""

@@ -297,8 +297,8 @@ def test_unlisted_books_are_not_found_nor_ordered_but_open_orders_finish(two):
     book = search.get_book(ctx, "X")  # site-wide: M's listing only now
     assert book["title"] == PHOTO["title"] and book["other_listings"] == []
     assert search.get_book(ctx, "X", two.sa)["listings"][0]["on_sale"] is False
-    assert [b["book_id"] for b in stores.store_books(ctx, two.a, two.sa, 1, 10, False)[0]] == ["X"]
-    assert [b["book_id"] for b in stores.store_books(ctx, two.a, two.sa, 1, 10, True)[0]] == ["Y"]
+    assert [b["book_id"] for b in stores.store_books(ctx, two.a, two.sa, 1, 10, on_sale=False)[0]] == ["X"]
+    assert [b["book_id"] for b in stores.store_books(ctx, two.a, two.sa, 1, 10, on_sale=True)[0]] == ["Y"]
     assert stores.store_books(ctx, two.a, two.sa, 1, 10)[1] == 2
     orders.ship(ctx, two.a, paid)
     orders.receive(ctx, two.buyer, paid)
