@@ -16,7 +16,7 @@ import mongomock
 from mongomock import collection as _mm_collection
 from mongomock.filtering import NOTHING, iter_key_candidates
 
-from be.embedded import ordered
+from be.embedded import limits, ordered
 from be.embedded.copies import _deepcopy
 
 _RANGE = frozenset({"$gt", "$gte", "$lt", "$lte"})
@@ -333,6 +333,7 @@ def _ensure_uniques(self, new_data):
 
 
 def _store_setitem(self, key, val):
+    limits.check_stored(val)  # 16 MiB, int64: refused as pymongo refuses them
     state = self.__dict__.get("_secondary")
     if state is None:
         _store_setitem.original(self, key, val)
@@ -366,7 +367,9 @@ def _store_drop(self):
 
 
 def _tracked(self, doc, update, apply):
+    # what MongoDB refuses is refused (be.embedded.limits), the document put back;
     # the ordered indexes (be.embedded.ordered) read the document after the change
+    apply = limits.guard(doc, update, apply)
     store = self._store
     if not store.__dict__.get("_ordered"):
         return _tracked_maps(self, doc, update, apply)

@@ -6,7 +6,7 @@ from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
 from be.db import listing_id
-from be.model import orders, search, stores, users
+from be.model import catalogue, orders, search, stores, users
 from scripts import migrate_catalogue
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x05" * 20
@@ -67,10 +67,13 @@ def test_every_old_listing_gets_its_books_description_and_the_old_catalogue_goes
     assert said[0].startswith("0 listings converted")
 
 
-def test_a_listing_over_the_limits_is_reported_and_the_old_catalogue_kept(old):
+def test_a_listing_over_the_limits_is_reported_and_the_old_catalogue_kept(old, monkeypatch):
+    """An old book whose description would not fit the limit (lowered here to 1 MiB:
+    the embedded engine, like MongoDB, stores no document over 16 MiB to begin with)."""
     ctx = old
+    monkeypatch.setattr(catalogue, "MAX_DOCUMENT_BYTES", 2**20)
     ctx.db.books.update_one({"_id": "b1"}, {"$set": {"picture_count": 1,
-                                                    "content": "x" * (17 * 2**20)}})
+                                                    "content": "x" * (2 * 2**20)}})
     said = []
     failed = migrate_catalogue.migrate(ctx, out=said.append)
     assert [lid for lid, _ in failed] == [listing_id("s1", "b1"), listing_id("s2", "b1")]
