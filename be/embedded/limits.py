@@ -12,10 +12,11 @@ fails where production would (mongomock stores anything Python can hold).
   update included.
 
 Inserts and replacements are checked by encoding them (about 10 µs for an order).
-An update is checked when it has an ``$inc`` (the written fields are copied first,
-to be put back on refusal) or when its own payload is large (over 64 KiB: only
-then can one update take a document past the limit; many small pushes into one
-document are not caught here).
+An ``$inc`` is checked against the current values before it is applied (no
+copy). An update's result is encoded only when the update carries a large value
+(a string over 64 KiB, a list of over 1,000 items...): only then can one update
+take a document past the limit; many small pushes into one document are not
+caught here.
 """
 import bson
 from pymongo.errors import DocumentTooLarge, WriteError
@@ -48,41 +49,70 @@ def _get(doc, path):
     return doc
 
 
+def _inc_overflow(doc, incs):
+    """The first ``$inc`` path whose result would pass int64, with that result."""
+    for path, delta in incs.items():
+        current = _get(doc, path)
+        if current is None:
+            current = 0
+        if type(current) is int and type(delta) is int:
+            if not INT64_MIN <= current + delta <= INT64_MAX:
+                return path, current + delta
+    return None
+
+
+def _large(update):
+    """Could this update alone take a document past 16 MiB? Only a large value can."""
+    for fields in update.values():
+        if isinstance(fields, dict):
+            for value in fields.values():
+                if isinstance(value, (str, bytes)) and len(value) > BIG_UPDATE:
+                    return True
+                if isinstance(value, (list, dict)) and (
+                        len(value) > 1000 or len(bson.encode({"v": value})) > BIG_UPDATE):
+                    return True
+    return False
+
+
 def guard(doc, update, apply):
     """``apply`` (an in-place update of the stored ``doc``), refused as MongoDB
-    refuses it: the document is put back as it was and WriteError raised."""
+    refuses it, with the document left as it was: an ``$inc`` that would overflow
+    is refused before anything is applied; an update carrying a large value has the
+    fields it writes copied first and put back if the result is over 16 MiB."""
     if not isinstance(update, dict):
         return apply
-    incs = update.get("$inc") if isinstance(update.get("$inc"), dict) else None
-    big = not incs and len(bson.encode(update)) > BIG_UPDATE if len(update) else False
-    if not incs and not big:
+    if update and not any(str(k).startswith("$") for k in update):
+        # a replacement: refused whole before mongomock empties the stored document
+        check_stored(dict(update, _id=doc.get("_id")))
+        return apply
+    incs = update.get("$inc")
+    if isinstance(incs, dict):
+        over = _inc_overflow(doc, incs)
+        if over is not None:
+            path, value = over
+
+            def refuse():
+                raise WriteError(
+                    f"Failed to apply $inc operations to current value for document "
+                    f"{{_id: {doc.get('_id')!r}}}: {path} would be {value}, past int64", 2,
+                    {"code": 2, "errmsg": "Failed to apply $inc operations"})
+            return refuse
+    if not _large(update):
         return apply
 
     def guarded():
         fields = _top_fields(update)
         before = {f: _deepcopy(doc[f]) for f in fields if f in doc}
         result = apply()
-        problem = None
-        for path in incs or ():
-            value = _get(doc, path)
-            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-                problem = WriteError(
-                    f"Failed to apply $inc operations to current value for document "
-                    f"{{_id: {doc.get('_id')!r}}}: {path} would be {value}, past int64", 2,
-                    {"code": 2, "errmsg": "Failed to apply $inc operations"})
-                break
-        if problem is None and big:
-            size = len(bson.encode(doc))
-            if size > MAX_BSON:
-                problem = WriteError(
-                    f"Resulting document after update is larger than {MAX_BSON}", 17419,
-                    {"code": 17419, "errmsg": "Resulting document after update is larger"})
-        if problem is not None:
+        size = len(bson.encode(doc))
+        if size > MAX_BSON:
             for f in fields:
                 if f in before:
                     doc[f] = before[f]
                 else:
                     doc.pop(f, None)
-            raise problem
+            raise WriteError(
+                f"Resulting document after update is larger than {MAX_BSON}", 17419,
+                {"code": 17419, "errmsg": "Resulting document after update is larger"})
         return result
     return guarded
