@@ -12,4 +12,9 @@ class Backend:
         self.engine = engine or Engine(self.settings)
         self.db = self.engine.db
         self.clock = clock or Clock()
-        self.passwords = PasswordHasher(self.settings.password_method)
+        self.passwords = PasswordHasher(self.settings.password_method,
+                                        outside=self.engine.cpu_work)
+
+    def cpu_work(self):
+        """Wrap CPU work that reads no data (see be.db.Engine.cpu_work)."""
+        return self.engine.cpu_work()

@@ -4,6 +4,7 @@ One client per process: a real MongoDB when ``MONGODB_URI`` is set, otherwise th
 embedded mongomock engine. Every query the models issue is meant to be served by
 an index in ``INDEXES`` (the tests check query shapes against this list).
 """
+import contextlib
 import functools
 import json
 
@@ -149,6 +150,14 @@ class Engine:
             self.client = _reachable_client(settings)
             self.db = self.client[settings.db_name]
         ensure_indexes(self.db)
+
+    def cpu_work(self):
+        """A block of CPU work that reads no data (see EmbeddedEngine.cpu_work): on
+        the embedded engine the request's hold on the lock is let go meanwhile;
+        with MongoDB nothing is held, so nothing changes."""
+        if self.embedded is not None:
+            return self.embedded.cpu_work()
+        return contextlib.nullcontext()
 
     def majority_reads(self, db):
         """``db`` reading only majority-committed data: what recovery and the sweep

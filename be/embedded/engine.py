@@ -11,6 +11,7 @@ would race with writers.
 through it. Functions in ``OBSERVERS`` see every call of every engine in the
 process: the index test records the suite's query shapes through it.
 """
+import contextlib
 import functools
 import threading
 
@@ -21,6 +22,7 @@ from be import budget
 from be.embedded import patches
 
 _LOCK = threading.RLock()
+_REQUEST = threading.local()  # .held: this thread holds _LOCK for a whole request
 OBSERVERS = []  # process-wide observers: f(collection, method, args, kwargs)
 
 
@@ -99,3 +101,34 @@ class EmbeddedEngine:
 
     def database(self, name):
         return LockedDatabase(self, self.client[name])
+
+    @contextlib.contextmanager
+    def request(self):
+        """Hold the lock for a whole request (be.api wraps every data view in this),
+        so that the request's calls are one atomic step for other requests, except
+        while it does CPU work that needs no data (``cpu_work``)."""
+        with _LOCK:
+            _REQUEST.held = True
+            try:
+                yield
+            finally:
+                _REQUEST.held = False
+
+    @contextlib.contextmanager
+    def cpu_work(self):
+        """Password hashing, text segmentation, picture decoding: work that reads no
+        data runs with the request's hold on the lock let go, so other requests'
+        database calls go on meanwhile (a scrypt check is ~100 ms; jieba over a long
+        description can be seconds). Outside a request (tests, the sweeper, the
+        demo) it changes nothing. The model is written for concurrent requests, so
+        letting others in between two of a request's calls is safe."""
+        if not getattr(_REQUEST, "held", False):
+            yield
+            return
+        _REQUEST.held = False
+        _LOCK.release()
+        try:
+            yield
+        finally:
+            _LOCK.acquire()
+            _REQUEST.held = True

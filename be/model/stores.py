@@ -61,7 +61,8 @@ def add_book(ctx, user_id, store_id, info, stock_level):
     lid = listing_id(store_id, book_id)
     if ctx.db.listings.find_one({"_id": lid}, {"_id": 1}) is not None:
         raise errors.BookExists(book_id)
-    prepared = catalogue.prepare(book_id, info)
+    with ctx.cpu_work():  # segmentation and picture decoding: no data read
+        prepared = catalogue.prepare(book_id, info)
     catalogue.store(ctx, prepared)
     try:
         ctx.db.listings.insert_one({
@@ -81,7 +82,8 @@ def update_book(ctx, user_id, store_id, info):
     owned_store(ctx, user_id, store_id)
     book_id = info["id"]
     _listing(ctx, store_id, book_id)
-    prepared = catalogue.prepare(book_id, info)
+    with ctx.cpu_work():  # segmentation and picture decoding: no data read
+        prepared = catalogue.prepare(book_id, info)
     catalogue.store(ctx, prepared)
     change = {"desc": prepared.id, "updated_at": ctx.clock.now()}
     if info.get("price") is not None:
