@@ -144,10 +144,12 @@ def connect(url, user, password, store, register):
 
 
 def listed_ids(seller, store):
-    """Ids of every book the store lists already."""
-    ids, page = set(), 1
+    """Ids of every book the store lists already, page after page by cursor
+    (``next``: paging by number stops at row 10,000, and ``total`` is a lower
+    bound past it)."""
+    ids, after = set(), None
     while True:
-        code, body = _call("list books", seller.books, store, page, PAGE_SIZE)
+        code, body = _call("list books", seller.books, store, None, PAGE_SIZE, after)
         if code == 513:
             raise ImportFailed(f"store {store} does not exist; pass --register to create it")
         if code == 401:
@@ -156,9 +158,9 @@ def listed_ids(seller, store):
             raise ImportFailed(f"list books of {store}: server answered {code}: "
                                f"{body.get('message')}")
         ids.update(b["book_id"] for b in body["books"])
-        if not body["books"] or len(ids) >= body["total"]:
+        after = body.get("next")
+        if not after:
             return ids
-        page += 1
 
 
 # ---------------------------------------------------------------- the import

@@ -80,6 +80,20 @@ def test_import_lists_every_book_and_a_rerun_adds_nothing(books40, backend):
     assert_store_holds(books40, user, pw, store, 7)  # no stock added twice either
 
 
+def test_a_rerun_finds_every_listed_book_past_the_list_bounds(books40, monkeypatch):
+    """The store's list is read by cursor: with pages of 7 and the server's offset
+    and count bounds lowered to 10 rows (10,000 in production), every one of the 40
+    books is still found, and nothing is sent twice."""
+    from be.model import paging
+    user, pw, store = ids()
+    assert run(books40, user, pw, store).imported == 40
+    monkeypatch.setattr(ib, "PAGE_SIZE", 7)
+    monkeypatch.setattr(paging, "COUNT_BOUND", 10)
+    monkeypatch.setattr(paging, "MAX_OFFSET_ROWS", 10)
+    again = run(books40, user, pw, store)
+    assert (again.imported, again.skipped, again.failed) == (0, 40, [])
+
+
 def test_interrupted_import_resumes_where_it_stopped(tmp_path, books40):
     first15 = tmp_path / "first15.db"
     generate(first15, 15, seed=21)  # same seed: the first 15 rows of books40
