@@ -3,6 +3,7 @@ import uuid
 
 import pytest
 
+from be import passwords
 from be.backend import Backend
 from be.clock import ManualClock
 from be.tests.support import engines
@@ -43,3 +44,17 @@ def shop(ctx, make_user):
     stores.add_book(ctx, seller, store_id, {"id": "b1", "title": "三体", "price": 1000}, 10)
     stores.add_book(ctx, seller, store_id, {"id": "b2", "title": "Dune", "price": 250}, 5)
     return {"seller": seller, "token": token, "store_id": store_id}
+
+
+@pytest.fixture
+def hash_checks(monkeypatch):
+    """How many times werkzeug's (slow, salted) hash check runs."""
+    count = []
+    real = passwords.check_password_hash
+
+    def counting(stored, password):
+        count.append(1)
+        return real(stored, password)
+
+    monkeypatch.setattr(passwords, "check_password_hash", counting)
+    return count

@@ -132,20 +132,6 @@ def test_payment_errors_read_the_order_only_when_the_claim_fails(ctx, make_user,
 
 # ---------------------------------------------------------------- password cache
 
-@pytest.fixture
-def hash_checks(monkeypatch):
-    """How many times werkzeug's (slow, salted) hash check runs."""
-    count = []
-    real = passwords.check_password_hash
-
-    def counting(stored, password):
-        count.append(1)
-        return real(stored, password)
-
-    monkeypatch.setattr(passwords, "check_password_hash", counting)
-    return count
-
-
 def test_repeated_password_checks_skip_the_hash(ctx, big_shop, hash_checks):
     buyer, pw = new_id("buyer"), "pw-buyer"
     users.register(ctx, buyer, pw)
