@@ -46,6 +46,13 @@ arrays, content or pictures; the long texts are read only for the page's hits
 that matched nowhere else, to cut their snippet. A word that no book holds as a whole (say "高级社" against
 "高级社会学") is retried once as its bigrams before answering nothing.
 
+Bounded work (issue 15, doc/design.md "Search: bounded work"): at most
+``MAX_CANDIDATES`` descriptions are read and ranked, whatever the query. Their
+ids are read tier by tier, best first, each query limited to the cap: the exact
+title (the key ``ti:=<compact title>`` indexing adds), every unit in the title,
+every unit in the chosen short fields, then the whole match. Past the cap,
+``total`` counts the hits among those read and is flagged a lower bound.
+
 Scope: a hit is a description that some listing on sale shows. The candidates
 are joined with the listings on sale that point to them (site-wide, or in one
 store: ``listings`` by ``desc``, and ``store_id``), so a description nobody
