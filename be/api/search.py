@@ -22,8 +22,10 @@ class SearchQuery(PageQuery):
 @bp.get("/search/books")
 def search_books():
     a = query(SearchQuery)
-    hits, total = search.search_books(backend(), a.q, a.fields, a.store_id, a.page, a.page_size)
-    return ok(books=hits, total=total, page=a.page, page_size=a.page_size)
+    hits, total, capped = search.search(backend(), a.q, a.fields, a.store_id, a.page,
+                                        a.page_size)
+    return ok(books=hits, total=total, total_is_lower_bound=capped, page=a.page,
+              page_size=a.page_size)
 
 
 @bp.get("/books/<book_id>")

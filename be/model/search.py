@@ -46,6 +46,13 @@ arrays, content or pictures; the long texts are read only for the page's hits
 that matched nowhere else, to cut their snippet. A word that no book holds as a whole (say "高级社" against
 "高级社会学") is retried once as its bigrams before answering nothing.
 
+Bounded work (issue 15, doc/design.md "Search: bounded work"): at most
+``MAX_CANDIDATES`` descriptions are read and ranked, whatever the query. Their
+ids are read tier by tier, best first, each query limited to the cap: the exact
+title (the key ``ti:=<compact title>`` indexing adds), every unit in the title,
+every unit in the chosen short fields, then the whole match. Past the cap,
+``total`` counts the hits among those read and is flagged a lower bound.
+
 Scope: a hit is a description that some listing on sale shows. The candidates
 are joined with the listings on sale that point to them (site-wide, or in one
 store: ``listings`` by ``desc``, and ``store_id``), so a description nobody
@@ -83,6 +90,11 @@ MAX_TERM_CHARS = 32
 MAX_QUERY_CHARS = 256
 MAX_QUERY_UNITS = 24
 SNIPPET_CHARS = 60
+# A search reads and ranks at most this many candidate descriptions, whatever the
+# query (see "Bounded work" above): over 10,000 books a broad word (小说: ~2,000
+# hits) took 270 ms to rank in full, p99 840 ms.
+MAX_CANDIDATES = 500
+EXACT_TITLE = "="  # ``ti:=<compact title>``: the exact-title key (no term holds "=")
 
 # Fields a hit shows from its description; the candidate read projects only these.
 DISPLAY = ("book_id", "title", "author", "publisher", "pub_year", "tags")
@@ -92,6 +104,7 @@ JOIN_FIELDS = {"desc": 1, "store_id": 1, "price": 1, "stock_level": 1, "_id": 0}
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
+_NOT_TOKEN = re.compile(rf"[^\w{_CJK}]|_")  # what _TOKEN never matches
 
 _init_lock = threading.Lock()
 _ready = False
@@ -168,7 +181,15 @@ def index_fields(info):
         short = field in SHORT_FIELDS
         cap = SHORT_FIELD_CAP if short else LONG_FIELD_CAP
         terms.extend(f"{code}:{t}" for t in text_terms(_field_text(info, field), short, cap))
+    title = _View(_field_text(info, "title")).compact
+    if title:
+        terms.append(exact_title_key(title))
     return {"terms": terms}
+
+
+def exact_title_key(compact):
+    """The index key of a title whose compact form (``_compact``) is ``compact``."""
+    return f"{FIELDS['title']}:{EXACT_TITLE}{compact[:4 * MAX_TERM_CHARS]}"
 
 
 # ---------------------------------------------------------------- queries
@@ -266,8 +287,10 @@ def _is_cjk(unit):
 
 
 def _compact(text):
-    """Letters, digits and CJK only: what "the same title" compares."""
-    return "".join(m.group(0) for m in _TOKEN.finditer(normalize(text)))
+    """Letters, digits and CJK only: what "the same title" compares (what
+    ``_TOKEN`` matches, removed in one pass: ranking compacts every field of
+    every candidate)."""
+    return _NOT_TOKEN.sub("", normalize(text))
 
 
 def _rank(doc, units, fields, q_compact):
@@ -309,12 +332,21 @@ def _snippet(text, units):
 
 
 def search_books(ctx, q, fields=None, store_id=None, page=1, page_size=20):
+    """``search`` without the bound flag: (hits, total)."""
+    hits, total, _ = search(ctx, q, fields, store_id, page, page_size)
+    return hits, total
+
+
+def search(ctx, q, fields=None, store_id=None, page=1, page_size=20):
     """One page of the descriptions matching every term of ``q`` in ``fields``
     (names, or the request's comma-separated text; None for the default) that a
     listing on sale shows, best first. Site-wide each hit carries the listings
     that show it (``listings``: store, price, stock) and the lowest of their
     prices; ``store_id`` restricts to that store's listings, each hit with the
-    store's price and stock. Returns (hits, total)."""
+    store's price and stock. Returns (hits, total, total_is_lower_bound): past
+    MAX_CANDIDATES matching descriptions only the best-tiered MAX_CANDIDATES
+    are ranked and served, ``total`` counts the hits among them and the flag
+    is true (more exist)."""
     q = (q or "").strip()
     if not q:
         raise errors.BadRequest("q must not be empty")
@@ -332,14 +364,14 @@ def search_books(ctx, q, fields=None, store_id=None, page=1, page_size=20):
     if store_id is not None and ctx.db.stores.find_one({"_id": store_id}, {"_id": 1}) is None:
         raise errors.NoSuchStore(store_id)
 
-    candidates, shown = _matches(ctx, units, fields, store_id)
-    if not candidates:
+    q_compact = _compact(q)
+    candidates, shown, capped = _matches(ctx, units, fields, store_id, q_compact)
+    if not candidates and not capped:
         fragments = query_units(q, whole_words=False)
         if fragments != units:
             units = fragments
-            candidates, shown = _matches(ctx, units, fields, store_id)
+            candidates, shown, capped = _matches(ctx, units, fields, store_id, q_compact)
 
-    q_compact = _compact(q)
     ranked = sorted((_rank(d, units, fields, q_compact) + (d,) for d in candidates),
                     key=lambda r: r[0])
     total = len(ranked)
@@ -369,17 +401,56 @@ def search_books(ctx, q, fields=None, store_id=None, page=1, page_size=20):
             hit["listings"] = [{f: r[f] for f in LISTING} for r in rows]
         hit["snippet"] = _hit_snippet(doc, texts.get(doc["_id"]), best, units, long_fields)
         hits.append(hit)
-    return hits, total
+    return hits, total, capped
 
 
-def _matches(ctx, units, fields, store_id):
-    """The candidate descriptions (display fields only) that a listing on sale
-    shows (in ``store_id``, if given), and those listings by description id,
-    ordered by store."""
-    projection = dict.fromkeys(DISPLAY, 1)
-    candidates = list(ctx.db.descriptions.find(book_filter(units, fields), projection))
+def _tiers(units, fields, q_compact):
+    """The descriptions queries, best candidates first: the exact title; every
+    unit in the title; every unit in the chosen short fields; every unit in any
+    chosen field (the whole match, always last). Each tier's matches are a
+    subset of the whole match's."""
+    whole = book_filter(units, fields)
+    tiers = []
+    if "title" in fields and q_compact:
+        exact = {"terms": {"$in": [exact_title_key(q_compact)]}}
+        exact["$and"] = [{"terms": whole["terms"]}] + whole.get("$and", [])
+        tiers.append(exact)
+    short = [f for f in fields if f in SHORT_FIELDS]
+    for chosen in (["title"] if "title" in fields else [], short):
+        if chosen and list(chosen) != list(fields):
+            query = book_filter(units, chosen)
+            if query not in tiers:
+                tiers.append(query)
+    tiers.append(whole)
+    return tiers
+
+
+def _candidate_ids(ctx, units, fields, q_compact):
+    """(ids of at most MAX_CANDIDATES matching descriptions, best tiers first;
+    capped: whether there may be more). Each tier reads ids only, at most
+    MAX_CANDIDATES of them (it may return again those an earlier tier found),
+    so a search reads at most 4 x MAX_CANDIDATES ids and ranks MAX_CANDIDATES."""
+    found = {}
+    for query in _tiers(units, fields, q_compact):
+        rows = ctx.db.descriptions.find(query, {"_id": 1}, limit=MAX_CANDIDATES)
+        for row in rows:
+            found.setdefault(row["_id"], None)
+            if len(found) >= MAX_CANDIDATES:
+                return list(found), True
+    # the whole match, read last, returned fewer than MAX_CANDIDATES: all of them
+    return list(found), False
+
+
+def _matches(ctx, units, fields, store_id, q_compact=""):
+    """(candidate descriptions (display fields only) that a listing on sale
+    shows (in ``store_id``, if given); those listings by description id,
+    ordered by store; capped: whether more descriptions match than were read)."""
+    ids, capped = _candidate_ids(ctx, units, fields, q_compact)
+    candidates = []
+    for at in range(0, len(ids), JOIN_BATCH):
+        candidates.extend(ctx.db.descriptions.find({"_id": {"$in": ids[at:at + JOIN_BATCH]}},
+                                                   dict.fromkeys(DISPLAY, 1)))
     shown = defaultdict(list)
-    ids = [d["_id"] for d in candidates]
     for at in range(0, len(ids), JOIN_BATCH):
         query = {"desc": {"$in": ids[at:at + JOIN_BATCH]}, "on_sale": True}
         if store_id is not None:
@@ -388,7 +459,7 @@ def _matches(ctx, units, fields, store_id):
             shown[row["desc"]].append(row)
     for rows in shown.values():
         rows.sort(key=lambda r: r["store_id"])
-    return [d for d in candidates if d["_id"] in shown], shown
+    return [d for d in candidates if d["_id"] in shown], shown, capped
 
 
 def _hit_snippet(doc, long_doc, best, units, long_fields):

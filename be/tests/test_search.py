@@ -484,3 +484,51 @@ def test_search_bench_runs_end_to_end(monkeypatch):
     assert set(result["kinds"]) == set(search_bench.KINDS)
     assert result["kinds"]["title"]["mean_total"] >= 1  # a full title finds at least its book
     assert any("search p50" in line for line in lines)
+
+
+# ---------------------------------------------------------------- bounded work (issue 15)
+
+def test_past_the_cap_the_best_tiers_are_read_and_total_is_a_lower_bound(small, monkeypatch):
+    """With more matches than MAX_CANDIDATES, the exact title and then the titles
+    holding every term are the candidates read, though other matches were
+    stored before them; total counts those and says it is a lower bound."""
+    small.add("t0-intro", title="甲", book_intro="星海")
+    small.add("t1-intro", title="乙", book_intro="讲述星海")
+    small.add("t2-author", title="丙", author="星海")
+    small.add("t3-title", title="星海之歌")
+    small.add("t4-title", title="星海二")
+    small.add("t5-exact", title="星海")
+    monkeypatch.setattr(search, "MAX_CANDIDATES", 3)
+    hits, total, capped = search.search(small.ctx, "星海", page_size=10)
+    assert [h["book_id"] for h in hits] == ["t5-exact", "t3-title", "t4-title"]
+    assert (total, capped) == (3, True)
+    assert search.search(small.ctx, "星海", page=2, page_size=3) == ([], 3, True)
+    # the author and tags tier comes before the intros
+    hits, total, capped = search.search(small.ctx, "星海", "author,book_intro", page_size=10)
+    assert [h["book_id"] for h in hits][0] == "t2-author" and capped
+    monkeypatch.setattr(search, "MAX_CANDIDATES", 6)
+    hits, total, capped = search.search(small.ctx, "星海", page_size=10)
+    assert [h["book_id"] for h in hits] == ["t5-exact", "t3-title", "t4-title", "t2-author",
+                                            "t0-intro", "t1-intro"]
+    assert (total, capped) == (6, True)  # exactly the cap: "at least"
+    monkeypatch.setattr(search, "MAX_CANDIDATES", 7)
+    assert search.search(small.ctx, "星海", page_size=10)[1:] == (6, False)
+
+
+def test_every_descriptions_query_reads_at_most_the_cap(world):
+    """Each terms query carries limit MAX_CANDIDATES and reads ids only; the
+    display fields are read by _id for the candidates kept."""
+    seen = []
+    engines.embedded(world.ctx).observer = lambda c, m, a, k: seen.append((c, m, a, k))
+    try:
+        for q, fields in (("小说", None), ("the", None), ("的", "title,content"),
+                          (world.gen[0]["title"], None), ("计算机网", None)):
+            hits, total, capped = search.search(world.ctx, q, fields)
+            assert total <= search.MAX_CANDIDATES
+    finally:
+        world.ctx.engine.embedded.observer = None
+    by_terms = [(a, k) for c, m, a, k in seen if c == "descriptions" and "terms" in a[0]]
+    assert by_terms
+    for args, kwargs in by_terms:
+        assert kwargs.get("limit") == search.MAX_CANDIDATES
+        assert (args[1] if len(args) > 1 else kwargs.get("projection")) == {"_id": 1}

@@ -82,6 +82,7 @@ def test_english_is_case_insensitive_and_paging_is_exact(shop):
         [h["book_id"] for h in full["books"]][:12]
     code, past = api.books("的", store_id=shop["a"], page=1000)
     assert code == 200 and past["books"] == [] and past["total"] == full["total"]
+    assert full["total_is_lower_bound"] is False and past["total_is_lower_bound"] is False
 
 
 def test_content_only_when_asked(shop):
