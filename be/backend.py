@@ -13,3 +13,7 @@ class Backend:
         self.db = self.engine.db
         self.clock = clock or Clock()
         self.passwords = PasswordHasher(self.settings.password_method)
+
+    def close(self):
+        """Clean shutdown of the engine (be.db.Engine.close)."""
+        self.engine.close()

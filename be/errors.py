@@ -34,6 +34,8 @@ FundsTooLow = _error("FundsTooLow", 519, "not sufficient funds: {}")
 BadOrderState = _error("BadOrderState", 520, "order {} is {}: {}")
 OrderExpired = _error("OrderExpired", 521, "order {} expired: its payment window has closed")
 Busy = _error("Busy", 503, "order {} is being changed by another request; retry")
+# the embedded engine could not make a change durable before the reply (be.embedded.journal)
+NotDurable = _error("NotDurable", 503, "{}")
 
 
 class TooManyAttempts(BookstoreError):

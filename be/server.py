@@ -19,6 +19,7 @@ from waitress.server import create_server
 
 from be.api import create_app
 from be.backend import Backend
+from be.config import MEMORY, Settings
 from be.errors import StartupError
 
 log = logging.getLogger("bookstore")
@@ -96,7 +97,28 @@ def parse_args(argv=None):
                              "engine, which runs one request at a time)")
     parser.add_argument("--demo", action="store_true",
                         help="start with a generated store, a seller and a funded buyer")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", metavar="DIR", default=None,
+                       help="embedded engine: the folder that keeps the shop's data across "
+                            "restarts (default: BOOKSTORE_DATA_DIR, else ./data)")
+    where.add_argument("--memory", action="store_true",
+                       help="embedded engine: keep everything in memory only (lost at exit)")
     return parser.parse_args(argv)
+
+
+def settings_from(args):
+    """The environment's settings with the data folder flags applied; the flags
+    name where the embedded engine keeps its data, so they refuse MONGODB_URI."""
+    overrides = {}
+    if args.memory:
+        overrides["data_dir"] = MEMORY
+    elif args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    settings = Settings.from_env(**overrides)
+    if overrides and not settings.embedded:
+        raise StartupError("--data-dir and --memory are for the embedded engine; "
+                           "MONGODB_URI is set, so the data lives in MongoDB")
+    return settings
 
 
 def main(argv=None):
@@ -106,7 +128,11 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        serve(Backend(), args.host, args.port, args.threads, demo=args.demo)
+        backend = Backend(settings_from(args))
+        try:
+            serve(backend, args.host, args.port, args.threads, demo=args.demo)
+        finally:
+            backend.close()  # the data folder's snapshot, at Ctrl-C or SIGTERM
     except StartupError as exc:
         print(f"bookstore: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2)

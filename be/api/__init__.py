@@ -24,7 +24,7 @@ def create_app(backend):
     for module in (auth, seller, buyer, orders, search):
         app.register_blueprint(module.bp)
     if backend.engine.embedded is not None:
-        _one_request_at_a_time(app, backend.engine.embedded.lock)
+        _one_request_at_a_time(app, backend.engine.embedded)
     _time_budget(app, backend)
 
     @app.get("/ping")
@@ -72,8 +72,10 @@ def create_app(backend):
     return app
 
 
-def _one_request_at_a_time(app, lock):
-    """Embedded engine: each view holds the engine's lock for its whole request.
+def _one_request_at_a_time(app, engine):
+    """Embedded engine: each view holds the engine's lock for its whole request
+    (``engine.request()``; with a data folder the reply then waits, lock released,
+    until the request's changes are on disk: be.embedded.engine).
 
     The engine runs one database call at a time anyway (one process-wide lock, and
     one GIL for all of it). Taken per call, the lock changes hands between request
@@ -86,7 +88,7 @@ def _one_request_at_a_time(app, lock):
     def serialized(view):
         @functools.wraps(view)
         def run(*args, **kwargs):
-            with lock:
+            with engine.request():
                 return view(*args, **kwargs)
         return run
 

@@ -363,9 +363,11 @@ def _tracked(self, doc, update, apply):
     # mongomock updates a stored document in place: read its keys before and
     # after (after even if the update fails half-way: mongomock keeps what it
     # changed). An upsert's new document is not stored yet; _store_setitem sees it.
+    # A journaled store (be.embedded.journaled) is told which document changed.
     store = self._store
     state = store.__dict__.get("_secondary")
-    if state is None or not state.maps:
+    changed = getattr(store, "changed", None)
+    if (state is None or not state.maps) and changed is None:
         return apply()
     try:
         key = _store_key(doc.get("_id"))
@@ -374,13 +376,16 @@ def _tracked(self, doc, update, apply):
         stored = False
     if not stored:
         return apply()
-    maps = [m for m in state.maps.values() if update is None or _touches(m.field, update)]
+    maps = [] if state is None else \
+        [m for m in state.maps.values() if update is None or _touches(m.field, update)]
     before = [m.keys(doc) for m in maps]
     try:
         return apply()
     finally:
         for fmap, old in zip(maps, before):
             fmap.update(key, old, fmap.keys(doc))
+        if changed is not None:
+            changed(key)
 
 
 # Each document gets its own copy of the update's values: mongomock stores a
