@@ -69,11 +69,17 @@ class OncePer(logging.Filter):
 def default_threads(backend):
     """Request threads when --threads is not given. A real MongoDB serves requests
     concurrently: 8. The embedded engine runs one request at a time (its lock,
-    be.api._one_request_at_a_time): 1, since every further thread only adds lock
-    and GIL hand-offs (the bench at 16 and 64 clients: 225-285 paid orders/s with
-    8 threads, 265-320 with 2, 300-370 with 1). waitress reads and buffers every
-    request and reply in its own I/O thread, so a slow client never holds it."""
-    return 1 if backend.settings.embedded else 8
+    be.api._one_request_at_a_time): in memory 1, since every further thread only
+    adds lock and GIL hand-offs (the bench at 16 and 64 clients: 225-285 paid
+    orders/s with 8 threads, 265-320 with 2, 300-370 with 1). With a data folder
+    4: each reply waits for its journal fsync (2-4 ms on the development machine,
+    as long as a request) with the engine released, and the other threads' requests
+    run meanwhile and share the next fsync; with 1 thread every request would pay
+    a whole fsync alone. waitress reads and buffers every request and reply in its
+    own I/O thread, so a slow client never holds it."""
+    if not backend.settings.embedded:
+        return 8
+    return 4 if backend.settings.persistent else 1
 
 
 def make_server(app, host="127.0.0.1", port=0, threads=8, **options):
