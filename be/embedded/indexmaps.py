@@ -313,6 +313,8 @@ def _ensure_uniques(self, new_data):
         if entry is None or entry[0] is not index:
             entry = maps[name] = (index, {})
             for key, doc in store._documents.items():
+                if key == doc_key:  # the document being checked is stored already
+                    continue
                 existing = _unique_value(doc, index)
                 if existing is not None:
                     entry[1][existing] = key
