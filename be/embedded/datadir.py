@@ -36,6 +36,7 @@ the last chunk was read, so the snapshot never holds a change the journal could
 still lose. Then: fsync, rename, fsync of the folder, removal of snapshot N and
 journal N.
 """
+import gc
 import logging
 import os
 import re
@@ -134,13 +135,24 @@ class DataDir:
             self._lock = _Lock(self.path)
         except PermissionError as exc:
             raise StartupError(f"cannot use data folder {self.path}: {exc.strerror}") from None
+        # Loading makes millions of objects and no garbage: the cyclic collector
+        # would walk them again and again while they are made (12 s instead of 7.6 s
+        # for 40,000 books and 100,000 orders), and once more right after. So it is
+        # off while loading, and what was loaded is frozen (gc.freeze: never walked
+        # again; reference counting still frees what is replaced) until close.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             self.tracker = journaled.Tracker(on_commit=self._maybe_snapshot)
             self.server = journaled.JournaledServer(self.tracker)
             self.report = self._load()
+            gc.freeze()
         except BaseException:
             self._lock.release()
             raise
+        finally:
+            if collecting:
+                gc.enable()
 
     # ------------------------------------------------------------ start-up
 
@@ -404,3 +416,4 @@ class DataDir:
             self.closed = True
         self.journal.close()
         self._lock.release()
+        gc.unfreeze()

@@ -8,30 +8,25 @@ zero (a file extended with zeros by the filesystem but never written), or whose
 checksum does not match, and says where and why, so nothing after a damaged
 record is ever applied.
 
-BSON is the format MongoDB itself stores: a document read back has the types a
-real MongoDB would give (datetimes to the millisecond, bytes, nested documents),
-except that 8-byte integers come back as plain ``int`` (``CODEC``), as the
-models stored them, not as ``bson.Int64``.
+BSON is the format MongoDB itself stores: a document read back has the types
+pymongo gives for a real MongoDB's (datetimes to the millisecond, bytes, nested
+documents, an integer past 32 bits as ``bson.Int64``, an ``int`` subclass). A
+type registry turning those back into plain ``int`` made decoding 2.5 times
+slower (9.3 s instead of 3.7 s for a 204 MB snapshot), so they stay Int64 until
+next written, as they would coming from MongoDB.
 """
 import struct
 import zlib
 
 import bson
-from bson.codec_options import CodecOptions, TypeDecoder, TypeRegistry
+from bson.codec_options import CodecOptions
 
 HEADER = struct.Struct("<II")
 # a frame longer than this is a damaged length field, not a record
 MAX_FRAME = 1 << 31
 
 
-class _PlainInt(TypeDecoder):
-    bson_type = bson.Int64
-
-    def transform_bson(self, value):
-        return int(value)
-
-
-CODEC = CodecOptions(tz_aware=False, type_registry=TypeRegistry([_PlainInt()]))
+CODEC = CodecOptions(tz_aware=False)
 
 
 def frame(payload):
