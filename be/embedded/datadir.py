@@ -44,6 +44,7 @@ import threading
 import time
 
 import bson
+from mongomock.helpers import hashdict
 
 from be.embedded import frames, indexmaps, journaled
 from be.embedded.journal import Journal, write_all
@@ -256,6 +257,7 @@ class DataDir:
         Returns (records applied, damage description or None)."""
         path = os.path.join(self.path, journal_name(generation))
         kept, good_end, damage = 0, 0, None
+        stores = {}  # (database, collection) -> store
         with open(path, "rb") as f:
             try:
                 reader = frames.read(f)
@@ -269,7 +271,17 @@ class DataDir:
                                                f"{header}")
                     else:
                         for op in ops:
-                            journaled.apply(self.server, op)
+                            where = (op["db"], op["c"])
+                            store = stores.get(where)
+                            if store is None:
+                                store = stores[where] = self.server[where[0]][where[1]]
+                            doc = op.get("put")
+                            if doc is not None:  # the common case, inline
+                                key = doc["_id"]
+                                store._documents[
+                                    hashdict(key) if type(key) is dict else key] = doc
+                            else:
+                                journaled.apply(self.server, op)
                         kept += 1
                     good_end = offset + frames.HEADER.size + len(payload)
             except frames.Damaged as exc:

@@ -126,38 +126,40 @@ class _FieldMap:
         else:
             self.present.discard(doc_key)
 
-
     def fill(self, documents):
         """The map of ``documents`` (store key -> document), as ``update`` from
         nothing for each, in one pass: a top-level field holding a plain value, or
-        a list of strings (the search terms: 85 per book), is handled inline, any
-        other value through ``keys``. 40,000 books' terms (3.4 million keys) are
-        mapped in about a second this way, several times faster than per document."""
+        a list of strings (the search terms: about 145 per generated book), is
+        handled inline, any other value through ``keys``. For 40,000 books' terms
+        (5.8 million keys) this took 3.7 s where ``update`` per document took 12 s
+        (a loaded 2-core machine; it is most of a large data folder's load time)."""
         if "." in self.field:
             for doc_key, doc in documents.items():
                 self.update(doc_key, _NO_KEYS, self.keys(doc))
             return
         field, buckets, present = self.field, self.buckets, self.present
-        get = buckets.get
         for doc_key, doc in documents.items():
             value = doc.get(field)
             kind = type(value)
             if kind in _FILL_SCALARS:
-                bucket = get(value)
-                if bucket is None:
+                try:
+                    buckets[value].add(doc_key)
+                except KeyError:
                     buckets[value] = {doc_key}
-                else:
-                    bucket.add(doc_key)
                 if value is not None:
                     present.add(doc_key)
-            elif kind is list and value and all(type(item) is str for item in value):
+            elif kind is list:
                 for item in value:
-                    bucket = get(item)
-                    if bucket is None:
+                    if type(item) is not str:  # the general way (strings added twice: no harm)
+                        self.update(doc_key, _NO_KEYS, self.keys(doc))
+                        break
+                    try:
+                        buckets[item].add(doc_key)
+                    except KeyError:
                         buckets[item] = {doc_key}
-                    else:
-                        bucket.add(doc_key)
-                present.add(doc_key)
+                else:
+                    if value:
+                        present.add(doc_key)
             else:
                 self.update(doc_key, _NO_KEYS, self.keys(doc))
 
