@@ -40,8 +40,8 @@ class Settings:
     # be.embedded.datadir. MEMORY keeps everything in the process only. A Settings
     # made directly is in memory; from_env (the server) defaults to DEFAULT_DATA_DIR.
     data_dir: str = MEMORY
-    # A snapshot is written once the journal outgrows this (or the last snapshot,
-    # whichever is larger), bounding both the folder and the replay at start-up.
+    # A snapshot is written once the journal outgrows this (or a quarter of the last
+    # snapshot, whichever is larger), bounding the folder and the replay at start-up.
     journal_limit_mb: int = 64
     token_lifetime_s: int = 3600
     pay_timeout_s: int = 900

@@ -22,9 +22,13 @@ and the server continues appending to it. A damaged snapshot refuses the start
 (it is never half written, so damage there is the disk's, not a crash's). Then
 the index maps are built, so the first request is not the one that pays.
 
-**Snapshots** are taken when the journal has grown past a bound (the larger of
-``journal_limit`` and the last snapshot's size, so rewriting the data costs a
-bounded share of the writes) in a background thread, and at clean shutdown.
+**Snapshots** are taken when the journal has grown past its bound
+(``journal_bound``: the larger of ``journal_limit``, 64 MiB by default, and a
+quarter of the last snapshot) in a background thread, and at clean shutdown. So
+a restart after a crash replays at most that much on top of the snapshot (about
+a quarter more than a clean restart: 64 MiB on top of 204 MB at 40,000 books and
+100,000 orders), and the data is rewritten once per quarter of its size written
+to the journal: a bounded share of the writes.
 First, under the engine lock, the journal moves to generation N+1 (everything
 in N durable first); then the documents are read collection by collection, the
 lock taken per chunk of a few milliseconds' encoding, while requests go on.
@@ -333,13 +337,17 @@ class DataDir:
         """After each commit (engine lock held): start a background snapshot once
         the journal has grown past its bound."""
         journal = self.journal
-        if journal.size <= max(self.journal_limit, self.snapshot_size) or self.closed:
+        if journal.size <= self.journal_bound() or self.closed:
             return
         if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
             return
         self._snapshot_thread = threading.Thread(target=self._background_snapshot,
                                                  name="snapshot", daemon=True)
         self._snapshot_thread.start()
+
+    def journal_bound(self):
+        """How large the journal may grow before a snapshot replaces it."""
+        return max(self.journal_limit, self.snapshot_size // 4)
 
     def _background_snapshot(self):
         try:

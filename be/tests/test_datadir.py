@@ -154,6 +154,7 @@ def test_a_long_journal_is_replaced_by_a_snapshot(tmp_path):
     if storage._snapshot_thread is not None:
         storage._snapshot_thread.join()
     assert storage.journal.generation >= 2  # at least one snapshot was taken
+    assert storage.journal_bound() == max(64 << 10, storage.snapshot_size // 4)
     assert len(snapshots(tmp_path)) == 1 and len(journals(tmp_path)) == 1
     assert storage.journal.size < 600 * 500  # the journal restarted
     before = dump(engine)

@@ -6,9 +6,10 @@ Builds a data folder through the model layer: ``--books`` generated books
 (be.sample_books, without pictures) spread over ``--stores`` stores of one
 seller, ``--buyers`` funded buyers, and ``--orders`` paid orders (one real
 new_order + payment, then copies of that order: fe.bench.workload.insert_copies).
-The folder is left as a killed server leaves it (everything in the journal, no
-snapshot: the most a restart can have to replay, since a running server takes a
-snapshot once the journal outgrows the last one). Then, twice, a real
+Then a snapshot, and changes to the orders until the journal is just short of
+the size at which a running server would replace it with a snapshot: the folder
+a server killed at the worst moment leaves, the most a restart after a crash has
+to replay. Then, twice, a real
 ``python app.py --data-dir`` starts on it and the bench measures the time from
 launch until /ping answers (Python's start-up and imports included), the load
 time the server logs, the server's memory (resident set) once up, and the folder's
@@ -59,6 +60,7 @@ def build(folder, books, n_stores, orders_count, buyers, out=print):
 
     settings = Settings.from_env(data_dir=folder, mongodb_uri="", password_method=FAST_HASH,
                                  journal_limit_mb=1 << 20)  # no snapshot while building
+    default_limit = Settings.from_env(data_dir=folder).journal_limit_mb << 20
     ctx = Backend(settings)
     started = time.perf_counter()
     rows = generated_books(books, 1)
@@ -81,7 +83,20 @@ def build(folder, books, n_stores, orders_count, buyers, out=print):
     insert_copies(ctx.db, template, orders_count - 1, lambda n: buyer_ids[n % buyers])
     out(f"built {books:,} books in {n_stores} stores, {buyers:,} buyers, {orders_count:,} "
         f"paid orders in {time.perf_counter() - started:.0f} s")
-    ctx.engine.embedded.storage.close(snapshot=False)  # as a killed server leaves it
+    storage = ctx.engine.embedded.storage
+    storage.snapshot()
+    storage.journal_limit = default_limit  # the bound a server on the folder works with
+    bound = storage.journal_bound()
+    order_ids = [o["_id"] for o in ctx.db.orders.find({}, {"_id": 1})]
+    touched = 0
+    while storage.journal.size < bound * 0.97:
+        ctx.db.orders.update_one({"_id": order_ids[touched % len(order_ids)]},
+                                 {"$set": {"bench_touched": touched}})
+        touched += 1
+    out(f"then a snapshot ({storage.snapshot_size / 1e6:.0f} MB) and {touched:,} order "
+        f"updates: a journal of {storage.journal.size / 1e6:.0f} MB (the bound is "
+        f"{bound / 1e6:.0f} MB)")
+    storage.close(snapshot=False)  # as a killed server leaves it
     return rows[0]["title"]
 
 
@@ -154,7 +169,7 @@ def run(args, out=print):
         if os.listdir(folder):
             raise SystemExit(f"{folder} is not empty: give an empty or new --data-dir")
         query = build(folder, args.books, args.stores, args.orders, args.buyers, out)
-        for kind in ("after SIGKILL (journal replay)", "after clean shutdown (snapshot)"):
+        for kind in ("after SIGKILL (snapshot + journal)", "after clean shutdown (snapshot)"):
             size = folder_size(folder)
             figures, proc = restart(folder, log_path, query.split()[0])
             figures["folder_mb"] = size / 1e6
