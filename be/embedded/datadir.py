@@ -326,7 +326,8 @@ class DataDir:
         r = self.report
         parts = [f"snapshot {r['snapshot']} ({r['snapshot_documents']:,} documents)"
                  if r["snapshot"] is not None else "no snapshot"]
-        parts.append(f"journal {r['journal']}: {r['records']:,} records replayed")
+        parts.append(f"journal {r['journal']}: {r['records']:,} records replayed"
+                     + (" up to a damaged record (set aside, see above)" if r["damage"] else ""))
         counts = ", ".join(f"{name} {n:,}" for name, n in sorted(r["counts"].items()) if n)
         return (f"data folder {self.path}: {'; '.join(parts)}; loaded in {r['seconds']:.2f} s"
                 f" ({counts or 'empty'})")

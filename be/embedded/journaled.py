@@ -83,10 +83,11 @@ class Tracker:
                         ops.append(bson.encode({"db": db_name, "c": name, "del": key}))
                     else:
                         ops.append(bson.encode({"db": db_name, "c": name, "put": doc}))
-        except (bson.errors.BSONError, OverflowError, TypeError, ValueError) as exc:
+        except Exception as exc:
             # mongomock accepted a value BSON cannot hold (say an int past 8 bytes
-            # set by an update): the folder can no longer follow the engine. Stop
-            # acknowledging (journal.failed) rather than lose the change silently.
+            # set by an update), or worse: the folder can no longer follow the
+            # engine. Stop acknowledging (journal.failed) rather than lose the
+            # change silently.
             log.critical("a change cannot be journaled (%s: %s): no further change will "
                          "be acknowledged; restart the server", type(exc).__name__, exc)
             return journal.fail(exc)

@@ -434,3 +434,21 @@ def test_settings_and_flags_name_the_folder(tmp_path, monkeypatch):
     with pytest.raises(StartupError, match="--data-dir and --memory are for the embedded"):
         settings_from(parse_args(["--data-dir", "x"]))
     assert settings_from(parse_args([])).persistent is False
+
+
+def test_a_change_the_journal_cannot_hold_stops_acknowledgements(tmp_path, caplog):
+    # mongomock takes an $inc past 8 bytes; BSON (and so MongoDB, and the journal) cannot
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    engine = ctx.engine.embedded
+    with pytest.raises(errors.NotDurable):
+        with engine.request():
+            ctx.db.users.update_one({"_id": "buyer"}, {"$inc": {"huge": 2 ** 70}})
+    assert "a change cannot be journaled" in caplog.text
+    with pytest.raises(errors.NotDurable):  # and nothing after it either
+        with engine.request():
+            ctx.db.users.update_one({"_id": "buyer"}, {"$set": {"fine": 1}})
+    crash(engine)
+    ctx = shop_ctx(tmp_path)
+    assert "huge" not in ctx.db.users.find_one({"_id": "buyer"})
+    ctx.close()
