@@ -1,6 +1,14 @@
 """Markers shared by every suite; the engine choice is in be/tests/support/engines.py
 (``BOOKSTORE_TEST_MONGODB_URI``)."""
+import os
+
 import pytest
+
+# The suite never touches the default data folder (./data), nor one named in the
+# developer's environment: whatever reads the environment (Settings.from_env, a
+# ``python app.py`` subprocess) keeps its data in memory unless a test gives it a
+# temporary folder explicitly.
+os.environ["BOOKSTORE_DATA_DIR"] = ":memory:"
 
 from be.tests.support import engines
 

@@ -12,8 +12,14 @@ out, that no marker of a finished step is left behind, and that every listing
 shows a whole, unchanged description of its own book. Prints each violation
 with the documents involved (password hashes omitted).
 
-Exit status: 0 clean, 1 violations found, 2 no database configured. Run it on a
-quiet database, or run it twice: a request in flight shows a step half done.
+``--data-dir`` audits an embedded engine's data folder instead, loaded in this
+process: only while no server uses it (the folder's lock refuses otherwise), so
+it is at rest; a step a crash left half done is finished by the server's sweep
+once it runs again.
+
+Exit status: 0 clean, 1 violations found, 2 no database configured (or the data
+folder cannot be loaded). Run it on a quiet database, or run it twice: a request
+in flight shows a step half done.
 ``--settled`` also reports orders still busy (use after the sweep has recovered).
 
 The command line lives in be (not scripts/) so the ``bookstore-audit`` console
@@ -28,7 +34,8 @@ from be.audit import audit, summary
 
 NO_DATABASE = (
     "check_invariants audits a real database: set MONGODB_URI (and BOOKSTORE_DB, default "
-    "'bookstore'), e.g. MONGODB_URI=mongodb://localhost:27017/?replicaSet=rs0. The embedded "
+    "'bookstore'), e.g. MONGODB_URI=mongodb://localhost:27017/?replicaSet=rs0, or give "
+    "--data-dir DIR for a stopped embedded server's data folder. An in-memory embedded "
     "engine lives inside the server process, so there is nothing here to audit; the test "
     "suite runs the same audit (be.audit.audit) on it.")
 
@@ -58,7 +65,11 @@ def main(argv=None):
         prog="check_invariants", description="Audit the bookstore database at MONGODB_URI.")
     parser.add_argument("--settled", action="store_true",
                         help="also report orders still busy (after recovery has run)")
+    parser.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="audit a stopped embedded server's data folder instead")
     args = parser.parse_args(argv)
+    if args.data_dir:
+        return _run_folder(args.data_dir, args.settled)
     uri = os.environ.get("MONGODB_URI", "")
     if not uri:
         print(NO_DATABASE, file=sys.stderr)
@@ -70,6 +81,24 @@ def main(argv=None):
         return run(client[name], f"{uri} database {name}", settled=args.settled)
     finally:
         client.close()
+
+
+def _run_folder(folder, settled):
+    from be.embedded import EmbeddedEngine
+    from be.errors import StartupError
+    if not os.path.isdir(folder):
+        print(f"check_invariants: {folder} is not a data folder", file=sys.stderr)
+        return 2
+    try:
+        engine = EmbeddedEngine(folder)
+    except StartupError as exc:
+        print(f"check_invariants: {exc}", file=sys.stderr)
+        return 2
+    try:
+        name = os.environ.get("BOOKSTORE_DB", "bookstore")
+        return run(engine.database(name), f"data folder {engine.storage.path}", settled=settled)
+    finally:
+        engine.storage.close(snapshot=False)  # an audit changes nothing
 
 
 if __name__ == "__main__":

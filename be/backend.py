@@ -18,3 +18,7 @@ class Backend:
     def cpu_work(self):
         """Wrap CPU work that reads no data (see be.db.Engine.cpu_work)."""
         return self.engine.cpu_work()
+
+    def close(self):
+        """Clean shutdown of the engine (be.db.Engine.close)."""
+        self.engine.close()

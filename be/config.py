@@ -31,10 +31,23 @@ def _list_env(name):
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
+# Where ``python app.py`` keeps the embedded engine's data unless told otherwise
+# (BOOKSTORE_DATA_DIR, --data-dir): relative to the working directory.
+DEFAULT_DATA_DIR = "data"
+MEMORY = ":memory:"  # no folder: the data lives as long as the process
+
+
 @dataclass
 class Settings:
     mongodb_uri: str = ""
     db_name: str = "bookstore"
+    # The embedded engine's data folder (no MONGODB_URI): journal and snapshots,
+    # be.embedded.datadir. MEMORY keeps everything in the process only. A Settings
+    # made directly is in memory; from_env (the server) defaults to DEFAULT_DATA_DIR.
+    data_dir: str = MEMORY
+    # A snapshot is written once the journal outgrows this (or a quarter of the last
+    # snapshot, whichever is larger), bounding the folder and the replay at start-up.
+    journal_limit_mb: int = 64
     token_lifetime_s: int = 3600
     pay_timeout_s: int = 900
     receive_timeout_s: int = 604800
@@ -96,12 +109,19 @@ class Settings:
         slack for a slow one (13 s embedded, 100 s on MongoDB by default)."""
         return self.driver_max_age_s or 3 * self.sweep_interval_s + 10
 
+    @property
+    def persistent(self):
+        """True when the embedded engine keeps its data in a folder."""
+        return self.embedded and self.data_dir != MEMORY
+
     @classmethod
     def from_env(cls, **overrides):
         uri = os.environ.get("MONGODB_URI", "")
         values = dict(
             mongodb_uri=uri,
             db_name=os.environ.get("BOOKSTORE_DB", "bookstore"),
+            data_dir=os.environ.get("BOOKSTORE_DATA_DIR") or DEFAULT_DATA_DIR,
+            journal_limit_mb=_int_env("BOOKSTORE_JOURNAL_LIMIT_MB", 64),
             token_lifetime_s=_int_env("BOOKSTORE_TOKEN_LIFETIME_S", 3600),
             pay_timeout_s=_int_env("BOOKSTORE_PAY_TIMEOUT_S", 900),
             receive_timeout_s=_int_env("BOOKSTORE_RECEIVE_TIMEOUT_S", 604800),

@@ -7,6 +7,7 @@ an index in ``INDEXES`` (the tests check query shapes against this list).
 import contextlib
 import functools
 import json
+import logging
 
 import pymongo
 from pymongo import ASCENDING as ASC, DESCENDING as DESC
@@ -15,6 +16,8 @@ from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from be.errors import StartupError
+
+log = logging.getLogger("bookstore")
 
 # collection -> list of (keys, options). _id is always indexed.
 INDEXES = {
@@ -142,7 +145,10 @@ class Engine:
         self.settings = settings
         if settings.embedded:
             from be.embedded import EmbeddedEngine
-            self.embedded = EmbeddedEngine()
+            self.embedded = EmbeddedEngine(settings.data_dir,
+                                           journal_limit=settings.journal_limit_mb << 20)
+            if self.embedded.storage is not None:
+                log.info("%s", self.embedded.storage.describe_load())
             self.db = self.embedded.database(settings.db_name)
             self.client = self.embedded.client
         else:
@@ -169,6 +175,17 @@ class Engine:
         return db.with_options(read_concern=ReadConcern("majority"))
 
     def describe(self):
-        if self.embedded:
+        if self.embedded is not None:
+            if self.embedded.storage is not None:
+                return (f"embedded mongomock engine, data in {self.embedded.storage.path} "
+                        f"(journal and snapshots; delete the folder to start empty)")
             return "embedded mongomock engine (in memory: data is lost when the process exits)"
         return f"MongoDB at {self.settings.mongodb_uri}, database {self.settings.db_name}"
+
+    def close(self):
+        """Clean shutdown: the embedded engine's data folder gets a snapshot and is
+        unlocked; a MongoDB client is closed."""
+        if self.embedded is not None:
+            self.embedded.close()
+        else:
+            self.client.close()

@@ -36,6 +36,8 @@ OrderExpired = _error("OrderExpired", 521, "order {} expired: its payment window
 Busy = _error("Busy", 503, "order {} is being changed by another request; retry")
 ListingBusy = _error("ListingBusy", 503, "the listing of book {} is being changed by other "
                                          "requests; retry")
+# the embedded engine could not make a change durable before the reply (be.embedded.journal)
+NotDurable = _error("NotDurable", 503, "{}")
 
 
 class TooManyAttempts(BookstoreError):

@@ -87,7 +87,9 @@ def create_app(backend):
 
 
 def _one_request_at_a_time(app, engine):
-    """Embedded engine: each view holds the engine's lock for its whole request.
+    """Embedded engine: each view holds the engine's lock for its whole request
+    (``engine.request()``; with a data folder the reply then waits, lock released,
+    until the request's changes are on disk: be.embedded.engine).
 
     The engine runs one database call at a time anyway (one process-wide lock, and
     one GIL for all of it). Taken per call, the lock changes hands between request

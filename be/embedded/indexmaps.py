@@ -127,6 +127,48 @@ class _FieldMap:
         else:
             self.present.discard(doc_key)
 
+    def fill(self, documents):
+        """The map of ``documents`` (store key -> document), as ``update`` from
+        nothing for each, in one pass: a top-level field holding a plain value, or
+        a list of strings (the search terms: about 145 per generated book), is
+        handled inline, any other value through ``keys``. For 40,000 books' terms
+        (5.8 million keys) this took 3.7 s where ``update`` per document took 12 s
+        (a loaded 2-core machine; it is most of a large data folder's load time)."""
+        if "." in self.field:
+            for doc_key, doc in documents.items():
+                self.update(doc_key, _NO_KEYS, self.keys(doc))
+            return
+        field, buckets, present = self.field, self.buckets, self.present
+        for doc_key, doc in documents.items():
+            value = doc.get(field)
+            kind = type(value)
+            if kind in _FILL_SCALARS:
+                try:
+                    buckets[value].add(doc_key)
+                except KeyError:
+                    buckets[value] = {doc_key}
+                if value is not None:
+                    present.add(doc_key)
+            elif kind is list:
+                for item in value:
+                    if type(item) is not str:  # the general way (strings added twice: no harm)
+                        self.update(doc_key, _NO_KEYS, self.keys(doc))
+                        break
+                    try:
+                        buckets[item].add(doc_key)
+                    except KeyError:
+                        buckets[item] = {doc_key}
+                else:
+                    if value:
+                        present.add(doc_key)
+            else:
+                self.update(doc_key, _NO_KEYS, self.keys(doc))
+
+
+# value types ``fill`` maps inline: hashable, equal only to themselves and to what
+# hashes alike (as in ``keys``); None also stands for a missing field
+_FILL_SCALARS = frozenset({str, int, bool, type(None), datetime.datetime})
+
 
 def _add_key(keys, value):
     try:
@@ -168,8 +210,7 @@ def _secondary(store):
         state = store._secondary = _Secondary(store)
     for field in wanted - state.maps.keys():
         fmap = _FieldMap(field)
-        for doc_key, doc in store._documents.items():
-            fmap.update(doc_key, _NO_KEYS, fmap.keys(doc))
+        fmap.fill(store._documents)
         state.maps[field] = fmap
     for field in state.maps.keys() - wanted:
         del state.maps[field]
@@ -314,6 +355,8 @@ def _ensure_uniques(self, new_data):
         if entry is None or entry[0] is not index:
             entry = maps[name] = (index, {})
             for key, doc in store._documents.items():
+                if key == doc_key:  # the document being checked is stored already
+                    continue
                 existing = _unique_value(doc, index)
                 if existing is not None:
                     entry[1][existing] = key
@@ -388,9 +431,11 @@ def _tracked_maps(self, doc, update, apply):
     # mongomock updates a stored document in place: read its keys before and
     # after (after even if the update fails half-way: mongomock keeps what it
     # changed). An upsert's new document is not stored yet; _store_setitem sees it.
+    # A journaled store (be.embedded.journaled) is told which document changed.
     store = self._store
     state = store.__dict__.get("_secondary")
-    if state is None or not state.maps:
+    changed = getattr(store, "changed", None)
+    if (state is None or not state.maps) and changed is None:
         return apply()
     try:
         key = _store_key(doc.get("_id"))
@@ -399,13 +444,16 @@ def _tracked_maps(self, doc, update, apply):
         stored = False
     if not stored:
         return apply()
-    maps = [m for m in state.maps.values() if update is None or _touches(m.field, update)]
+    maps = [] if state is None else \
+        [m for m in state.maps.values() if update is None or _touches(m.field, update)]
     before = [m.keys(doc) for m in maps]
     try:
         return apply()
     finally:
         for fmap, old in zip(maps, before):
             fmap.update(key, old, fmap.keys(doc))
+        if changed is not None:
+            changed(key)
 
 
 # Each document gets its own copy of the update's values: mongomock stores a

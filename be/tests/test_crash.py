@@ -51,7 +51,8 @@ THREE = {"id": "b3", "title": "Three", "price": 300, "pictures": PICTURES[1:]}
 
 
 def fresh_ctx():
-    settings = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
+    settings = Settings.from_env(mongodb_uri="", data_dir=":memory:",
+                                 password_method="pbkdf2:sha256:1000",
                                  pay_timeout_s=900, receive_timeout_s=604800,
                                  stuck_after_s=60, token_lifetime_s=10**7)
     return Backend(settings, clock=ManualClock())

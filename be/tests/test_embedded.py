@@ -302,6 +302,24 @@ def test_indexed_queries_match_a_full_match(seed):
     assert max(sizes) >= 10  # the sequence had documents to tell apart
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_map_filled_in_one_pass_equals_one_built_per_document(seed):
+    # _FieldMap.fill (a new index, a loaded data folder) against update per document
+    rnd = random.Random(seed)
+    docs = {}
+    for n in range(300):
+        doc = _doc(rnd, [n])
+        if rnd.random() < 0.2:
+            doc["tags"] = [rnd.choice(["p", "q", "r", "1"]) for _ in range(rnd.randint(0, 4))]
+        docs[n] = doc
+    for field in INDEXED + ["t", "s"]:
+        filled, built = indexmaps._FieldMap(field), indexmaps._FieldMap(field)
+        filled.fill(docs)
+        for key, doc in docs.items():
+            built.update(key, indexmaps._NO_KEYS, built.keys(doc))
+        assert filled.buckets == built.buckets and filled.present == built.present, field
+
+
 # ---------------------------------------------------------------- directed cases
 
 @pytest.fixture

@@ -42,7 +42,8 @@ def test_port_in_use_is_one_line_and_status_2():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, lines, stderr = run(["app.py", "--port", str(port)], MONGODB_URI=None)
+        code, lines, stderr = run(["app.py", "--memory", "--port", str(port)],
+                                  MONGODB_URI=None)
     assert code == 2, stderr
     assert lines == [f"bookstore: cannot listen on 127.0.0.1:{port}: another process is "
                      "listening there (stop it or pass --port)"]

@@ -251,7 +251,8 @@ class Gate:
 
 
 def stress_ctx():
-    settings = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
+    settings = Settings.from_env(mongodb_uri="", data_dir=":memory:",
+                                 password_method="pbkdf2:sha256:1000",
                                  pay_timeout_s=600, receive_timeout_s=1200, stuck_after_s=60,
                                  token_lifetime_s=10**9)
     return Backend(settings, clock=ManualClock())
@@ -489,7 +490,8 @@ BUSINESS_CODES = {503} | set(range(511, 522))
 
 @pytest.fixture
 def http_server():
-    settings = Settings.from_env(mongodb_uri="", password_method="pbkdf2:sha256:1000",
+    settings = Settings.from_env(mongodb_uri="", data_dir=":memory:",
+                                 password_method="pbkdf2:sha256:1000",
                                  token_lifetime_s=10**9)
     backend = Backend(settings, clock=ManualClock())
     srv = ThreadedServer(backend)

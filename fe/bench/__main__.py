@@ -1,5 +1,7 @@
-"""``python -m fe.bench [--mode orders|search] ...``: the orders bench (fe.bench.run),
-or the search bench (fe.bench.search_bench) with ``--mode search``."""
+"""``python -m fe.bench [--mode orders|search|durability|restart] ...``: the orders
+bench (fe.bench.run), the search bench (fe.bench.search_bench), what a data folder
+costs in paid orders/s (fe.bench.durability), or how long a restart on a large
+data folder takes (fe.bench.restart)."""
 import argparse
 import importlib
 import importlib.util
@@ -11,8 +13,11 @@ from fe.bench import run
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--mode", choices=("orders", "search"), default="orders")
+    pre.add_argument("--mode", choices=("orders", "search", "durability", "restart"),
+                     default="orders")
     known, rest = pre.parse_known_args(argv)
+    if known.mode in ("durability", "restart"):
+        return importlib.import_module(f"fe.bench.{known.mode}").main(rest)
     if known.mode == "search":
         if importlib.util.find_spec("fe.bench.search_bench") is None:
             sys.exit("python -m fe.bench: --mode search needs fe/bench/search_bench.py")

@@ -43,8 +43,10 @@ TARGET_P99_X_P50 = 10.0
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m fe.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=("orders", "search"), default="orders",
-                   help="orders (this bench) or search (fe.bench.search_bench)")
+    p.add_argument("--mode", choices=("orders", "search", "durability", "restart"),
+                   default="orders",
+                   help="orders (this bench), search (fe.bench.search_bench), durability "
+                        "(fe.bench.durability) or restart (fe.bench.restart)")
     p.add_argument("--url", default=None, help="server to load (default fe.conf.URL)")
     p.add_argument("--start-server", action="store_true",
                    help="serve an in-process server (waitress, free port, engine from the "
@@ -52,6 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--server-threads", type=int, default=None,
                    help="request threads of the --start-server server (default: app.py's "
                         "for the engine, be.server.default_threads)")
+    p.add_argument("--data-dir", default=None,
+                   help="with --start-server on the embedded engine: keep the data in this "
+                        "folder (journal, fsync before each reply) instead of in memory")
     p.add_argument("--threads", default="1,4,16,64", help="client thread counts, comma-separated")
     p.add_argument("--processes", type=int, default=0,
                    help="client processes sharing each level's threads, at most one per "
@@ -85,13 +90,15 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- server
 
-def start_server(threads):
-    """An in-process server as app.py makes it; (server, url, backend, sweeper)."""
+def start_server(threads, data_dir=None):
+    """An in-process server as app.py makes it; (server, url, backend, sweeper).
+    The embedded engine keeps its data in memory unless ``data_dir`` names a folder."""
     from be.server import default_threads, make_server
     from be.api import create_app
     from be.backend import Backend
+    from be.config import MEMORY, Settings
 
-    backend = Backend()
+    backend = Backend(Settings.from_env(data_dir=data_dir or MEMORY))
     threads = threads or default_threads(backend)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queueing is the load's point
     # poll: closing the server later cannot break a select() on its closed sockets
@@ -446,7 +453,7 @@ def run(args, out=print):
     """Set up, preload, measure every level; returns the list of level dicts."""
     server = backend = sweeper = None
     if args.start_server:
-        server, url, backend, sweeper = start_server(args.server_threads)
+        server, url, backend, sweeper = start_server(args.server_threads, args.data_dir)
         out(f"started in-process server at {url} ({backend.engine.describe()}), "
             f"{server.adj.threads} request threads")
     else:

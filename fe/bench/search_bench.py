@@ -40,7 +40,7 @@ import uuid
 from collections import defaultdict
 
 from be.backend import Backend
-from be.config import Settings
+from be.config import MEMORY, Settings
 from be.model import search, stores, users
 from be.sample_books import COLUMNS, CONTENT_WORDS_EN, CONTENT_WORDS_ZH, generate, row_to_book
 from fe.bench.run import percentile
@@ -107,9 +107,9 @@ class Dataset:
     """A fresh database holding ``books`` in ``n_stores`` stores, loaded via add_book."""
 
     def __init__(self, name, books, n_stores, everywhere, out):
-        base = Settings.from_env()
+        base = Settings.from_env(data_dir=MEMORY)
         db_name = base.db_name if base.embedded else f"{base.db_name}_searchbench_{uuid.uuid4().hex[:8]}"
-        self.backend = Backend(Settings.from_env(db_name=db_name))
+        self.backend = Backend(Settings.from_env(db_name=db_name, data_dir=MEMORY))
         self.name, self.books = name, books
         ctx = self.backend
         seller = f"search_bench_{uuid.uuid4().hex[:8]}"

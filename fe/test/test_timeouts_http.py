@@ -50,7 +50,7 @@ def server(tmp_path_factory):
     env.pop("MONGODB_URI", None)
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "app.py", "--memory", "--port", str(port)], cwd=ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
 

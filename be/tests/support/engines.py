@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from be.config import Settings
+from be.config import MEMORY, Settings
 from be.db import Engine
 
 URI = os.environ.get("BOOKSTORE_TEST_MONGODB_URI", "")
@@ -28,7 +28,7 @@ _engines = {}
 def settings(name="", **overrides):
     """Test settings on the chosen engine (fast password hashing); ``name`` gives a
     REST server its own database on a real MongoDB."""
-    base = dict(password_method="pbkdf2:sha256:1000")
+    base = dict(password_method="pbkdf2:sha256:1000", data_dir=MEMORY)
     if URI:
         base.update(mongodb_uri=URI, db_name=f"{RUN_DB}_{name}" if name else RUN_DB)
     else:

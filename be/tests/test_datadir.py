@@ -1,0 +1,454 @@
+"""The embedded engine's data folder (be.embedded.datadir, journal, journaled):
+every change survives a crash and a clean restart, snapshots are consistent while
+requests write, a torn or corrupt journal tail is cut and reported, replies wait
+for the disk, and a disk that fails stops acknowledgements."""
+import datetime
+import os
+import threading
+
+import pytest
+from pymongo import InsertOne, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from be import errors
+from be.api import create_app
+from be.audit import audit
+from be.backend import Backend
+from be.clock import ManualClock
+from be.embedded import EmbeddedEngine, frames, journal as journal_module
+from be.errors import StartupError
+from be.model import orders, stores, users
+from be.tests.support import engines
+from be.tests.support.datadirs import crash, dump, frames_of, journals, reopen, snapshots
+from be.watcher import sweep
+
+pytestmark = pytest.mark.embedded_only  # the embedded engine's own storage
+
+NOW = datetime.datetime(2020, 1, 1, 12, 0, 0)  # in the past: TTL uses the real clock
+
+
+def busy_engine(path, **options):
+    """An engine on ``path`` that has made every kind of change mongomock makes."""
+    engine = EmbeddedEngine(str(path), **options)
+    db = engine.database("shop")
+    db.things.create_index([("owner", 1)])
+    db.things.create_index([("code", 1)], unique=True)
+    db.sessions.create_index([("expires_at", 1)], expireAfterSeconds=0)
+    db.things.insert_one({"_id": "a", "owner": "x", "code": 1, "tags": ["t"], "n": 1})
+    db.things.insert_many([{"_id": f"m{i}", "owner": "y", "code": 10 + i, "n": i}
+                           for i in range(6)])
+    db.things.update_one({"_id": "a"}, {"$inc": {"n": 5}, "$push": {"tags": "u"}})
+    db.things.update_many({"owner": "y"}, {"$set": {"seen": NOW}})
+    db.things.replace_one({"_id": "m1"}, {"owner": "z", "code": 11, "replaced": True})
+    db.things.find_one_and_update({"_id": "up"}, {"$set": {"owner": "w", "code": 99}},
+                                  upsert=True, return_document=ReturnDocument.AFTER)
+    db.things.delete_one({"_id": "m3"})
+    db.things.bulk_write([UpdateOne({"_id": "m4"}, {"$inc": {"n": 100}}),
+                          UpdateOne({"_id": "m5"}, {"$unset": {"seen": ""}})])
+    with pytest.raises(DuplicateKeyError):  # rolled back: nothing of it may come back
+        db.things.update_one({"_id": "m0"}, {"$set": {"code": 1}})
+    with pytest.raises(BulkWriteError):
+        db.things.bulk_write([InsertOne({"_id": "b1", "code": 50}),
+                              InsertOne({"_id": "b2", "code": 50})])
+    db.sessions.insert_many([{"_id": "old", "expires_at": NOW - datetime.timedelta(days=1)},
+                             {"_id": "new", "expires_at": NOW + datetime.timedelta(days=9999)}])
+    engine.storage.server["shop"]["sessions"]._last_expiry = 0.0  # due now (at most 1/s)
+    db.sessions.find_one({"_id": "new"})  # TTL expiry runs on reads: "old" goes
+    db.scratch.insert_one({"_id": 1, "big": 2 ** 40, "bytes": b"\x00\x01", "nested": {"k": [1]}})
+    db.scratch.drop()
+    db.scratch.insert_one({"_id": 2, "after": "drop"})
+    db.throttle.insert_one({"_id": {"compound": "id"}, "v": 1})
+    return engine
+
+
+def test_every_kind_of_change_survives_a_crash_and_a_clean_restart(tmp_path):
+    engine = busy_engine(tmp_path)
+    before = dump(engine)
+    assert [d["_id"] for d in before["shop"]["sessions"]["docs"]] == ["new"]
+    crash(engine)
+
+    after_crash = reopen(tmp_path)
+    assert dump(after_crash) == before  # journal replay: documents, order, indexes
+    assert after_crash.storage.report["records"] > 10
+    after_crash.close()  # clean: a snapshot, the journal restarts
+    assert snapshots(tmp_path) == ["snapshot-00000002.bson"]
+    assert journals(tmp_path) == ["journal-00000002.log"]
+
+    after_clean = reopen(tmp_path)
+    assert dump(after_clean) == before
+    assert after_clean.storage.report["records"] == 0
+    assert after_clean.storage.report["snapshot_documents"] == sum(
+        len(c["docs"]) for c in before["shop"].values())
+    after_clean.close()
+
+
+def test_loaded_data_behaves_as_before(tmp_path):
+    crash(busy_engine(tmp_path))
+    engine = reopen(tmp_path)
+    db = engine.database("shop")
+    big = db.scratch.find_one({"_id": 2})
+    assert big == {"_id": 2, "after": "drop"}
+    assert type(db.things.find_one({"_id": "a"})["n"]) is int
+    with pytest.raises(DuplicateKeyError):  # the unique index holds
+        db.things.insert_one({"_id": "dup", "code": 1})
+    assert [d["_id"] for d in db.things.find({"owner": "y"})] == ["m0", "m2", "m4", "m5"]
+    db.sessions.insert_one({"_id": "gone", "expires_at": NOW - datetime.timedelta(days=1)})
+    engine.storage.server["shop"]["sessions"]._last_expiry = 0.0  # expire on this read
+    assert [d["_id"] for d in db.sessions.find({})] == ["new"]  # the TTL index holds
+    engine.close()
+
+
+def test_a_compound_id_and_wide_values_round_trip(tmp_path):
+    engine = EmbeddedEngine(str(tmp_path))
+    db = engine.database("shop")
+    doc = {"_id": {"a": 1, "b": "two"}, "big": 2 ** 62, "neg": -(2 ** 40), "f": 1.5,
+           "when": NOW, "blob": b"\xff" * 10, "none": None, "yes": True,
+           "deep": [{"x": [1, {"y": "z"}]}]}
+    db.things.insert_one(doc)
+    before = dump(engine)
+    crash(engine)
+    engine = reopen(tmp_path)
+    assert dump(engine) == before
+    assert engine.database("shop").things.find_one({"_id": {"a": 1, "b": "two"}})["big"] == 2 ** 62
+    engine.close()
+
+
+def test_a_snapshot_taken_while_writing_replays_to_the_final_state(tmp_path):
+    engine = EmbeddedEngine(str(tmp_path))
+    db = engine.database("shop")
+    db.things.insert_many([{"_id": i, "n": 0, "pad": "x" * 200} for i in range(3000)])
+    done = threading.Event()
+    writes = []
+
+    def writer():
+        k = 0
+        while not done.is_set() or k < 200:  # writes during the snapshot, and after
+            db.things.update_one({"_id": k % 3000}, {"$inc": {"n": 1}})
+            if k % 7 == 0:
+                db.things.insert_one({"_id": f"new{k}"})
+            if k % 11 == 0:
+                db.things.delete_one({"_id": (k * 13) % 3000})
+            k += 1
+        writes.append(k)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    generation = engine.storage.snapshot()
+    done.set()
+    thread.join()
+    assert generation == 2 and writes[0] >= 200
+    before = dump(engine)
+    crash(engine)
+    engine = reopen(tmp_path)
+    assert engine.storage.report["snapshot"] == 2
+    assert dump(engine) == before
+    engine.close()
+
+
+def test_a_long_journal_is_replaced_by_a_snapshot(tmp_path):
+    engine = EmbeddedEngine(str(tmp_path), journal_limit=64 << 10)
+    db = engine.database("shop")
+    for i in range(600):
+        db.things.insert_one({"_id": i, "pad": "y" * 500})
+    storage = engine.storage
+    if storage._snapshot_thread is not None:
+        storage._snapshot_thread.join()
+    assert storage.journal.generation >= 2  # at least one snapshot was taken
+    assert storage.journal_bound() == max(64 << 10, storage.snapshot_size // 4)
+    assert len(snapshots(tmp_path)) == 1 and len(journals(tmp_path)) == 1
+    assert storage.journal.size < 600 * 500  # the journal restarted
+    before = dump(engine)
+    crash(engine)
+    engine = reopen(tmp_path)
+    assert dump(engine) == before
+    engine.close()
+
+
+def _users_engine(path, count):
+    engine = EmbeddedEngine(str(path))
+    db = engine.database("shop")
+    for i in range(count):
+        db.users.insert_one({"_id": f"u{i}", "n": i})
+    crash(engine)
+    return os.path.join(path, "journal-00000001.log")
+
+
+@pytest.mark.parametrize("damage", ["cut in the last record", "cut in its header",
+                                    "flipped byte in the last record", "zeros at the end"])
+def test_a_damaged_journal_tail_is_cut_and_reported(tmp_path, damage, caplog):
+    path = _users_engine(tmp_path, 5)
+    last_offset, last_length, _ = frames_of(path)[-1]
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        if damage == "cut in the last record":
+            f.truncate(last_offset + last_length - 3)
+        elif damage == "cut in its header":
+            f.truncate(last_offset + 5)
+        elif damage == "flipped byte in the last record":
+            f.seek(last_offset + last_length - 10)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0x40]))
+        else:
+            f.seek(size)
+            f.write(b"\0" * 4096)
+    engine = reopen(tmp_path)
+    db = engine.database("shop")
+    expected = [f"u{i}" for i in range(5 if damage == "zeros at the end" else 4)]
+    assert [d["_id"] for d in db.users.find({})] == expected
+    report = engine.storage.report["damage"]
+    assert report and f"at byte {last_offset if damage != 'zeros at the end' else size}" \
+        in report
+    assert f"replayed the {len(expected)} records before it" in report
+    assert report in caplog.text
+    torn = [p for p in os.listdir(tmp_path) if ".torn-" in p]
+    assert len(torn) == 1  # the discarded bytes are kept aside, not destroyed
+    # appending continues after the cut, and the next start reads it all
+    db.users.insert_one({"_id": "later"})
+    crash(engine)
+    engine = reopen(tmp_path)
+    assert [d["_id"] for d in engine.database("shop").users.find({})] == expected + ["later"]
+    assert engine.storage.report["damage"] is None
+    engine.close()
+
+
+def test_a_journal_cut_inside_its_header_starts_empty(tmp_path):
+    path = _users_engine(tmp_path, 2)
+    with open(path, "r+b") as f:
+        f.truncate(10)
+    engine = reopen(tmp_path)
+    assert list(engine.database("shop").users.find({})) == []
+    engine.database("shop").users.insert_one({"_id": "x"})
+    crash(engine)
+    engine = reopen(tmp_path)
+    assert [d["_id"] for d in engine.database("shop").users.find({})] == ["x"]
+    engine.close()
+
+
+def test_a_damaged_snapshot_refuses_to_start(tmp_path):
+    engine = busy_engine(tmp_path)
+    engine.close()
+    [snap] = snapshots(tmp_path)
+    path = os.path.join(tmp_path, snap)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xff]))
+    with pytest.raises(StartupError, match="snapshot-00000002.bson is damaged"):
+        reopen(tmp_path)
+    with open(path, "r+b") as f:  # a snapshot without its trailer is refused too
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(StartupError, match="snapshot-00000002.bson"):
+        reopen(tmp_path)
+
+
+def test_a_missing_journal_refuses_to_start(tmp_path):
+    engine = EmbeddedEngine(str(tmp_path))
+    engine.database("shop").users.insert_one({"_id": 1})
+    engine.storage.snapshot()
+    crash(engine)
+    assert journals(tmp_path) == ["journal-00000002.log"]
+    os.rename(tmp_path / "journal-00000002.log", tmp_path / "journal-00000003.log")
+    with pytest.raises(StartupError, match="journal-00000002.log is missing"):
+        reopen(tmp_path)
+
+
+def test_a_second_engine_on_the_folder_is_refused(tmp_path):
+    engine = EmbeddedEngine(str(tmp_path))
+    with pytest.raises(StartupError) as refused:
+        EmbeddedEngine(str(tmp_path))
+    assert str(refused.value) == (
+        f"data folder {tmp_path} is in use by another bookstore server (pid {os.getpid()}): "
+        f"stop it, or give this one another --data-dir")
+    engine.close()
+    EmbeddedEngine(str(tmp_path)).close()  # free again once closed
+
+
+def test_a_folder_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(StartupError, match="cannot use data folder"):
+        EmbeddedEngine(str(path))
+
+
+# ---------------------------------------------------------------- requests
+
+def shop_ctx(path, clock=None):
+    settings = engines.settings(data_dir=str(path), pay_timeout_s=900)
+    ctx = Backend(settings, clock=clock or ManualClock())
+    return ctx
+
+
+def seed_shop(ctx):
+    users.register(ctx, "seller", "pw")
+    users.register(ctx, "buyer", "pw")
+    users.add_funds(ctx, "buyer", 100_000)
+    stores.create_store(ctx, "seller", "s1")
+    stores.add_book(ctx, "seller", "s1", {"id": "b1", "title": "One", "price": 1000}, 10)
+    stores.add_book(ctx, "seller", "s1", {"id": "b2", "title": "Two", "price": 250}, 10)
+
+
+def new_order_reply(ctx):
+    from be.model import sessions
+    token = sessions.login(ctx, "buyer", "pw", "t")
+    client = create_app(ctx).test_client()
+    return client.post("/buyer/new_order", headers={"token": token}, json={
+        "user_id": "buyer", "store_id": "s1", "books": [{"id": "b1", "count": 2},
+                                                        {"id": "b2", "count": 1}]})
+
+
+def test_a_request_is_one_journal_record(tmp_path):
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    journal = ctx.engine.embedded.storage.journal
+    reply = new_order_reply(ctx)
+    assert reply.status_code == 200
+    order_id = reply.get_json()["order_id"]
+    _, length, ops = frames_of(journal.path)[-1]
+    changed = {(op["c"], op["put"]["_id"]) for op in ops}
+    assert ("orders", order_id) in changed  # the order and both reservations, together
+    assert {c for c, _ in changed} >= {"orders", "listings", "pending"}
+    crash(ctx.engine.embedded)
+    # cut the request's record: none of its writes comes back, not even the
+    # reservations that happened before the order was written
+    with open(journal.path, "r+b") as f:
+        f.truncate(os.path.getsize(journal.path) - 1)
+    ctx = shop_ctx(tmp_path)
+    assert ctx.db.orders.find_one({"_id": order_id}) is None
+    assert {d["book_id"]: d["stock_level"] for d in ctx.db.listings.find({})} == \
+        {"b1": 10, "b2": 10}
+    assert not audit(ctx.db, settled=True)
+    ctx.close()
+
+
+def test_a_reply_waits_until_its_changes_are_on_disk(tmp_path, monkeypatch):
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    from be.model import sessions
+    token = sessions.login(ctx, "buyer", "pw", "t")
+    client = create_app(ctx).test_client()
+    release, entered = threading.Event(), threading.Event()
+    real_sync = journal_module._datasync
+
+    def slow_sync(fd):
+        entered.set()
+        release.wait()
+        real_sync(fd)
+
+    monkeypatch.setattr(journal_module, "_datasync", slow_sync)
+    replies = {}
+
+    def call(name, path, body, headers=None):
+        replies[name] = client.post(path, json=body, headers=headers or {})
+
+    writer = threading.Thread(target=call, args=("funds", "/buyer/add_funds", {
+        "user_id": "buyer", "password": "pw", "add_value": 5}))
+    writer.start()
+    assert entered.wait(30)  # the change is in memory and its fsync has begun
+    reader = threading.Thread(target=lambda: replies.setdefault("read", client.get(
+        "/buyer/orders", query_string={"user_id": "buyer"}, headers={"token": token})))
+    reader.start()
+    writer.join(0.5)
+    reader.join(0.5)
+    assert writer.is_alive() and reader.is_alive()  # neither answers before the disk
+    assert not replies
+    release.set()
+    writer.join(30)
+    reader.join(30)
+    assert replies["funds"].status_code == 200 and replies["read"].status_code == 200
+    ctx.close()
+
+
+def test_a_failing_disk_stops_every_acknowledgement(tmp_path, monkeypatch, caplog):
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    client = create_app(ctx).test_client()
+    body = {"user_id": "buyer", "password": "pw", "add_value": 5}
+    assert client.post("/buyer/add_funds", json=body).status_code == 200
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(journal_module, "_datasync", broken)
+    first = client.post("/buyer/add_funds", json=body)
+    assert first.status_code == 503
+    assert first.get_json() == {
+        "message": "the data folder can no longer be written; the change was not saved"}
+    assert "cannot be written" in caplog.text
+    monkeypatch.setattr(journal_module, "_datasync", os.fsync)  # the disk comes back
+    assert client.post("/buyer/add_funds", json=body).status_code == 503  # still stopped
+    crash(ctx.engine.embedded)
+    ctx = shop_ctx(tmp_path)
+    # the change whose fsync failed was written and may have reached the disk (it
+    # was not acknowledged either way); nothing after the failure was written
+    assert ctx.db.users.find_one({"_id": "buyer"})["balance"] in (100_005, 100_010)
+    ctx.close()
+
+
+def test_a_closed_engine_acknowledges_nothing(tmp_path):
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    client = create_app(ctx).test_client()
+    ctx.close()
+    reply = client.post("/buyer/add_funds", json={"user_id": "buyer", "password": "pw",
+                                                  "add_value": 5})
+    assert reply.status_code == 503
+    assert reply.get_json() == {"message": "the server is shutting down; retry"}
+
+
+def test_deadlines_that_passed_while_down_fire_on_the_first_sweep(tmp_path):
+    clock = ManualClock()
+    ctx = shop_ctx(tmp_path, clock)
+    seed_shop(ctx)
+    unpaid = orders.new_order(ctx, "buyer", "s1", [("b1", 3)])
+    shipped = orders.new_order(ctx, "buyer", "s1", [("b2", 1)])
+    orders.payment(ctx, "buyer", shipped)
+    orders.ship(ctx, "seller", shipped)
+    crash(ctx.engine.embedded)
+    clock.advance(ctx.settings.receive_timeout_s + 1)  # the server stayed down that long
+    ctx = shop_ctx(tmp_path, clock)
+    counts = sweep(ctx)
+    assert ctx.db.orders.find_one({"_id": unpaid})["state"] == "cancelled"
+    assert ctx.db.orders.find_one({"_id": shipped})["state"] == "received"
+    assert ctx.db.listings.find_one({"book_id": "b1"})["stock_level"] == 10
+    assert counts["errors"] == 0
+    assert not audit(ctx.db, settled=True)
+    ctx.close()
+
+
+def test_settings_and_flags_name_the_folder(tmp_path, monkeypatch):
+    from be.config import DEFAULT_DATA_DIR, MEMORY, Settings
+    from be.server import parse_args, settings_from
+    monkeypatch.delenv("BOOKSTORE_DATA_DIR")
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    assert Settings.from_env().data_dir == DEFAULT_DATA_DIR == "data"
+    assert Settings().data_dir == MEMORY  # made directly (tests, tools): in memory
+    monkeypatch.setenv("BOOKSTORE_DATA_DIR", str(tmp_path))
+    assert settings_from(parse_args([])).data_dir == str(tmp_path)
+    assert settings_from(parse_args(["--memory"])).data_dir == MEMORY
+    assert settings_from(parse_args(["--data-dir", "elsewhere"])).data_dir == "elsewhere"
+    with pytest.raises(SystemExit):
+        parse_args(["--memory", "--data-dir", "x"])
+    monkeypatch.setenv("MONGODB_URI", "mongodb://localhost:1/")
+    with pytest.raises(StartupError, match="--data-dir and --memory are for the embedded"):
+        settings_from(parse_args(["--data-dir", "x"]))
+    assert settings_from(parse_args([])).persistent is False
+
+
+def test_a_change_the_journal_cannot_hold_stops_acknowledgements(tmp_path, caplog):
+    # mongomock takes an $inc past 8 bytes; BSON (and so MongoDB, and the journal) cannot
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    engine = ctx.engine.embedded
+    with pytest.raises(errors.NotDurable):
+        with engine.request():
+            ctx.db.users.update_one({"_id": "buyer"}, {"$inc": {"huge": 2 ** 70}})
+    assert "a change cannot be journaled" in caplog.text
+    with pytest.raises(errors.NotDurable):  # and nothing after it either
+        with engine.request():
+            ctx.db.users.update_one({"_id": "buyer"}, {"$set": {"fine": 1}})
+    crash(engine)
+    ctx = shop_ctx(tmp_path)
+    assert "huge" not in ctx.db.users.find_one({"_id": "buyer"})
+    ctx.close()
