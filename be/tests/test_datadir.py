@@ -437,13 +437,15 @@ def test_settings_and_flags_name_the_folder(tmp_path, monkeypatch):
 
 
 def test_a_change_the_journal_cannot_hold_stops_acknowledgements(tmp_path, caplog):
-    # mongomock takes an $inc past 8 bytes; BSON (and so MongoDB, and the journal) cannot
+    # mongomock takes an integer past 8 bytes through $max (an $inc or $set of one
+    # is refused, as MongoDB refuses it: be.embedded.limits); BSON (and so the
+    # journal) cannot hold the result
     ctx = shop_ctx(tmp_path)
     seed_shop(ctx)
     engine = ctx.engine.embedded
     with pytest.raises(errors.NotDurable):
         with engine.request():
-            ctx.db.users.update_one({"_id": "buyer"}, {"$inc": {"huge": 2 ** 70}})
+            ctx.db.users.update_one({"_id": "buyer"}, {"$max": {"huge": 2 ** 70}})
     assert "a change cannot be journaled" in caplog.text
     with pytest.raises(errors.NotDurable):  # and nothing after it either
         with engine.request():
