@@ -66,6 +66,10 @@ class EngineLock:
     def _is_owned(self):
         return self._lock._is_owned()
 
+    def held(self):
+        """True while some thread holds the lock (a request in progress)."""
+        return self._depth > 0
+
 
 _LOCK = EngineLock()
 OBSERVERS = []  # process-wide observers: f(collection, method, args, kwargs)
