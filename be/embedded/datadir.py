@@ -60,6 +60,13 @@ FORMAT = 1
 _SNAPSHOT = re.compile(r"^snapshot-(\d{8})\.bson$")
 _JOURNAL = re.compile(r"^journal-(\d{8})\.log$")
 CHUNK_SECONDS = 0.005  # longest a snapshot holds the engine lock per chunk
+# collections at least this large get their index maps filled in the background
+BACKGROUND_MAPS_FROM = 10_000
+
+
+def _maps_ready(store, seconds):
+    log.info("data folder: index maps of %s ready (%s documents, filled in the background "
+             "in %.1f s)", store.name, f"{len(store._documents):,}", seconds)
 
 
 def snapshot_name(generation):
@@ -210,8 +217,17 @@ class DataDir:
                 os.remove(os.path.join(self.path, journal_name(old)))
         if base is not None:
             self.snapshot_size = os.path.getsize(os.path.join(self.path, snapshot_name(base)))
-        for _, store in self.server.collections():  # the index maps, before any request
-            indexmaps._secondary(store)
+        # the index maps: a small collection's now, a large one's filled in the
+        # background while the server already serves (queries scan meanwhile)
+        self.map_fillers = []
+        for _, store in self.server.collections():
+            if len(store._documents) < BACKGROUND_MAPS_FROM:
+                indexmaps._secondary(store)
+            else:
+                filler = indexmaps.fill_in_background(store, self.lock,
+                                                      on_done=_maps_ready)
+                if filler is not None:
+                    self.map_fillers.append(filler)
         counts = {f"{store.name}": len(store._documents)
                   for _, store in self.server.collections()}
         return {"snapshot": base, "snapshot_documents": loaded, "journal": current,
@@ -429,6 +445,8 @@ class DataDir:
         last one), the journal flushed and closed, the folder unlocked."""
         if self.closed:
             return
+        for filler in self.map_fillers:
+            filler.join()
         if self._snapshot_thread is not None:
             self._snapshot_thread.join()
         if snapshot and self.journal.records and self.journal.failed is None:
