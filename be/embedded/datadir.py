@@ -64,11 +64,6 @@ CHUNK_SECONDS = 0.005  # longest a snapshot holds the engine lock per chunk
 BACKGROUND_MAPS_FROM = 10_000
 
 
-def _maps_ready(store, seconds):
-    log.info("data folder: index maps of %s ready (%s documents, filled in the background "
-             "in %.1f s)", store.name, f"{len(store._documents):,}", seconds)
-
-
 def snapshot_name(generation):
     return f"snapshot-{generation:08d}.bson"
 
@@ -220,14 +215,32 @@ class DataDir:
         # the index maps: a small collection's now, a large one's filled in the
         # background while the server already serves (queries scan meanwhile)
         self.map_fillers = []
+        large = [store for _, store in self.server.collections()
+                 if len(store._documents) >= BACKGROUND_MAPS_FROM]
         for _, store in self.server.collections():
-            if len(store._documents) < BACKGROUND_MAPS_FROM:
+            if store not in large:
                 indexmaps._secondary(store)
+        remaining = [len(large)]
+        mutex = threading.Lock()
+
+        def done(store, seconds):
+            with mutex:
+                remaining[0] -= 1
+                last = not remaining[0]
+            log.info("data folder: index maps of %s filled (%s documents, %.1f s in the "
+                     "background)%s", store.name, f"{len(store._documents):,}", seconds,
+                     f"; all index maps ready {time.perf_counter() - started:.1f} s after "
+                     f"loading began" if last else "")
+
+        for store in large:
+            filler = indexmaps.fill_in_background(store, self.lock, on_done=done)
+            if filler is not None:
+                self.map_fillers.append(filler)
             else:
-                filler = indexmaps.fill_in_background(store, self.lock,
-                                                      on_done=_maps_ready)
-                if filler is not None:
-                    self.map_fillers.append(filler)
+                done(store, 0.0)
+        if not large:
+            log.info("data folder: all index maps ready %.1f s after loading began",
+                     time.perf_counter() - started)
         counts = {f"{store.name}": len(store._documents)
                   for _, store in self.server.collections()}
         return {"snapshot": base, "snapshot_documents": loaded, "journal": current,
