@@ -94,14 +94,16 @@ def default_threads(backend):
     be.api._one_request_at_a_time): in memory 1, since every further thread only
     adds lock and GIL hand-offs (the bench at 16 and 64 clients: 225-285 paid
     orders/s with 8 threads, 265-320 with 2, 300-370 with 1). With a data folder
-    4: each reply waits for its journal fsync (2-4 ms on the development machine,
-    as long as a request) with the engine released, and the other threads' requests
-    run meanwhile and share the next fsync; with 1 thread every request would pay
-    a whole fsync alone. waitress reads and buffers every request and reply in its
-    own I/O thread, so a slow client never holds it."""
+    8: each reply waits for its journal fsync with the engine released (1 ms on an
+    idle development machine, 5-10 ms under load), and the other threads' requests
+    run meanwhile and share the next fsync; with 1 thread every request pays a whole
+    fsync alone (the bench at 16 clients: 64 paid orders/s with 1 thread, 80-110
+    with 4 or 8, against 85-150 in memory on the same busy machine). waitress reads
+    and buffers every request and reply in its own I/O thread, so a slow client
+    never holds it."""
     if not backend.settings.embedded:
         return 8
-    return 4 if backend.settings.persistent else 1
+    return 8 if backend.settings.persistent else 1
 
 
 def make_server(app, host="127.0.0.1", port=0, threads=8, **options):

@@ -51,7 +51,7 @@ import bson
 from mongomock.helpers import hashdict
 
 from be.embedded import frames, indexmaps, journaled
-from be.embedded.journal import Journal, write_all
+from be.embedded.journal import Journal
 from be.errors import StartupError
 
 log = logging.getLogger("bookstore")
@@ -60,6 +60,8 @@ FORMAT = 1
 _SNAPSHOT = re.compile(r"^snapshot-(\d{8})\.bson$")
 _JOURNAL = re.compile(r"^journal-(\d{8})\.log$")
 CHUNK_SECONDS = 0.005  # longest a snapshot holds the engine lock per chunk
+# collections at least this large get their index maps filled in the background
+BACKGROUND_MAPS_FROM = 10_000
 
 
 def snapshot_name(generation):
@@ -210,8 +212,35 @@ class DataDir:
                 os.remove(os.path.join(self.path, journal_name(old)))
         if base is not None:
             self.snapshot_size = os.path.getsize(os.path.join(self.path, snapshot_name(base)))
-        for _, store in self.server.collections():  # the index maps, before any request
-            indexmaps._secondary(store)
+        # the index maps: a small collection's now, a large one's filled in the
+        # background while the server already serves (queries scan meanwhile)
+        self.map_fillers = []
+        large = [store for _, store in self.server.collections()
+                 if len(store._documents) >= BACKGROUND_MAPS_FROM]
+        for _, store in self.server.collections():
+            if store not in large:
+                indexmaps._secondary(store)
+        remaining = [len(large)]
+        mutex = threading.Lock()
+
+        def done(store, seconds):
+            with mutex:
+                remaining[0] -= 1
+                last = not remaining[0]
+            log.info("data folder: index maps of %s filled (%s documents, %.1f s in the "
+                     "background)%s", store.name, f"{len(store._documents):,}", seconds,
+                     f"; all index maps ready {time.perf_counter() - started:.1f} s after "
+                     f"loading began" if last else "")
+
+        for store in large:
+            filler = indexmaps.fill_in_background(store, self.lock, on_done=done)
+            if filler is not None:
+                self.map_fillers.append(filler)
+            else:
+                done(store, 0.0)
+        if not large:
+            log.info("data folder: all index maps ready %.1f s after loading began",
+                     time.perf_counter() - started)
         counts = {f"{store.name}": len(store._documents)
                   for _, store in self.server.collections()}
         return {"snapshot": base, "snapshot_documents": loaded, "journal": current,
@@ -315,6 +344,7 @@ class DataDir:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         size = os.fstat(fd).st_size
         journal = Journal(fd, generation, size, path)
+        journal.busy = self.lock.held
         if size == 0:  # new, or cut before its header was whole
             journal.append(_journal_header(generation))
             journal.records = 0
@@ -428,6 +458,8 @@ class DataDir:
         last one), the journal flushed and closed, the folder unlocked."""
         if self.closed:
             return
+        for filler in self.map_fillers:
+            filler.join()
         if self._snapshot_thread is not None:
             self._snapshot_thread.join()
         if snapshot and self.journal.records and self.journal.failed is None:

@@ -67,6 +67,10 @@ class EngineLock:
     def _is_owned(self):
         return self._lock._is_owned()
 
+    def held(self):
+        """True while some thread holds the lock (a request in progress)."""
+        return self._depth > 0
+
 
 _LOCK = EngineLock()
 _REQUEST = threading.local()  # .held: this thread holds _LOCK for a whole request

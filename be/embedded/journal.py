@@ -32,6 +32,11 @@ def write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
+# Longest the flusher waits for a request that holds the engine to append its
+# record before it syncs what it has.
+GATHER_S = 0.002
+
+
 class Journal:
     """One open journal file of generation ``generation`` (``size`` bytes in it
     so far, its header included) and the flusher thread that syncs it.
@@ -61,6 +66,7 @@ class Journal:
         self.failed = None          # the OSError that stopped the journal
         self._stopping = False
         self._stopped = False
+        self.busy = None            # () -> True while a request holds the engine
         self._thread = threading.Thread(target=self._flush_loop, name="journal-flusher",
                                         daemon=True)
         self._thread.start()
@@ -147,6 +153,12 @@ class Journal:
                 self._idle = False
                 if not self._buffer:
                     return
+                if self.busy is not None and self.busy() and not self._stopping:
+                    # a request holds the engine and will append in a moment: let
+                    # its record share this fsync rather than pay for the next one
+                    self._idle = True
+                    self._work.wait(GATHER_S)
+                    self._idle = False
                 data, self._buffer = self._buffer, bytearray()
                 event, self._next = self._next, threading.Event()
                 target, fd = self.appended, self._fd

@@ -15,7 +15,7 @@ from be.api import create_app
 from be.audit import audit
 from be.backend import Backend
 from be.clock import ManualClock
-from be.embedded import EmbeddedEngine, frames, journal as journal_module
+from be.embedded import EmbeddedEngine, journal as journal_module
 from be.errors import StartupError
 from be.model import orders, stores, users
 from be.tests.support import engines

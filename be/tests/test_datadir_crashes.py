@@ -13,7 +13,6 @@ from be.config import Settings
 from be.tests import test_crash as matrix
 from be.tests.support.datadirs import crash, dump
 from be.tests.support.faults import crash_at
-from be.watcher import sweep
 
 pytestmark = pytest.mark.embedded_only  # the embedded engine's data folder
 

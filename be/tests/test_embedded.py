@@ -15,6 +15,7 @@ maintained maps equal maps rebuilt from scratch.
 import copy
 import datetime
 import random
+import threading
 
 import bson
 import pytest
@@ -318,6 +319,57 @@ def test_a_map_filled_in_one_pass_equals_one_built_per_document(seed):
         for key, doc in docs.items():
             built.update(key, indexmaps._NO_KEYS, built.keys(doc))
         assert filled.buckets == built.buckets and filled.present == built.present, field
+
+
+def test_maps_filled_in_the_background_serve_only_once_full_and_end_exact():
+    # a loaded data folder's large collections (indexmaps.fill_in_background):
+    # after every chunk of the filler the test writes and queries, then lets it go on
+    rnd = random.Random(7)
+    engine = embedded.EmbeddedEngine()
+    coll = engine.database("background")["docs"]
+    coll.create_index([("tags", 1)])
+    coll.create_index([("a", 1)])
+    coll.insert_many([{"_id": n, "a": rnd.choice(SCALARS[:12]),
+                       "tags": [rnd.choice("pqrst") for _ in range(rnd.randint(0, 4))]}
+                      for n in range(600)])
+    store = _store(coll)
+    assert "_secondary" not in store.__dict__  # no query yet: no maps
+    chunk_done, go = threading.Semaphore(0), threading.Semaphore(0)
+
+    def between():
+        chunk_done.release()
+        go.acquire()
+
+    filler = indexmaps.fill_in_background(store, engine.lock, chunk_seconds=0,
+                                          between=between)
+    steps = 0
+    while True:
+        while not chunk_done.acquire(timeout=0.01):
+            if not filler.is_alive():
+                break
+        else:
+            steps += 1
+            n = rnd.randrange(640)
+            pick = rnd.random()
+            if pick < 0.4:
+                coll.update_one({"_id": n}, {"$set": {"tags": [rnd.choice("pqrsx")], "a": 1}})
+            elif pick < 0.6:
+                coll.delete_one({"_id": n})
+            elif pick < 0.8:
+                coll.replace_one({"_id": n}, {"a": "b", "tags": ["x", "p"]}, upsert=True)
+            flt = rnd.choice([{"tags": "x"}, {"tags": {"$in": ["p", "q"]}}, {"a": 1},
+                              {"a": "b", "tags": "p"}])
+            docs = list(store._documents.values())
+            assert _ids(coll.find(flt)) == [d["_id"] for d in docs if filter_applies(flt, d)]
+            go.release()
+            continue
+        break
+    filler.join()
+    assert steps >= 15  # two maps of 600 documents, 64 per chunk
+    for field, fmap in store._secondary.maps.items():
+        fresh = indexmaps._FieldMap(field)
+        fresh.fill(store._documents)
+        assert fmap.ready and fmap.buckets == fresh.buckets and fmap.present == fresh.present
 
 
 # ---------------------------------------------------------------- directed cases

@@ -143,9 +143,21 @@ def restart(folder, log_path, query):
             raise RuntimeError(f"server not up within 600 s; see {log_path}")
         time.sleep(0.02)
     up_s = time.perf_counter() - started
+    rss_up = _rss_mb(proc.pid)
+    # a large collection's index maps are filled in the background after start-up
+    # (queries scan meanwhile): wait for the server to say they are all ready
+    while True:
+        with open(log_path) as f:
+            text = f.read()
+        if "all index maps ready" in text[text.rfind("data folder /"):]:
+            break
+        if proc.poll() is not None or time.perf_counter() - started > 600:
+            proc.kill()
+            raise RuntimeError(f"index maps not ready; see {log_path}")
+        time.sleep(0.05)
+    ready_s = time.perf_counter() - started
     rss = _rss_mb(proc.pid)
-    with open(log_path) as f:
-        loads = re.findall(r"loaded in ([\d.]+) s", f.read())
+    loads = re.findall(r"loaded in ([\d.]+) s", text)
     t0 = time.perf_counter()
     found = requests.get(url + "search/books", params={"q": query}, timeout=60).json()
     search_ms = (time.perf_counter() - t0) * 1000
@@ -156,8 +168,8 @@ def restart(folder, log_path, query):
     listed = s.get(url + "buyer/orders", params={"user_id": "buyer1"},
                    headers={"token": token}, timeout=60).json()
     list_ms = (time.perf_counter() - t0) * 1000
-    return {"up_s": up_s, "load_s": float(loads[-1]) if loads else float("nan"),
-            "rss_mb": rss, "search_ms": search_ms, "search_total": found.get("total"),
+    return {"up_s": up_s, "ready_s": ready_s, "rss_up_mb": rss_up,
+            "load_s": float(loads[-1]) if loads else float("nan"), "rss_mb": rss, "search_ms": search_ms, "search_total": found.get("total"),
             "list_ms": list_ms, "buyer_orders": listed.get("total")}, proc
 
 
@@ -175,7 +187,8 @@ def run(args, out=print):
             figures["folder_mb"] = size / 1e6
             results[kind] = figures
             out(f"restart {kind}: up in {figures['up_s']:.1f} s (server's load "
-                f"{figures['load_s']:.1f} s), folder {figures['folder_mb']:.0f} MB, "
+                f"{figures['load_s']:.1f} s), every index map ready at "
+                f"{figures['ready_s']:.1f} s, folder {figures['folder_mb']:.0f} MB, "
                 f"server memory {figures['rss_mb']:.0f} MB; then a search in "
                 f"{figures['search_ms']:.0f} ms ({figures['search_total']} books), a buyer's "
                 f"list in {figures['list_ms']:.0f} ms ({figures['buyer_orders']} orders)")
@@ -188,8 +201,8 @@ def run(args, out=print):
         out(f"\nrestart with {args.books:,} books in {args.stores} stores and {args.orders:,} "
             f"orders (target: up within {TARGET_S:g} s)")
         for kind, f in results.items():
-            out(f"  {kind:<32} up {f['up_s']:5.1f} s  load {f['load_s']:5.1f} s  folder "
-                f"{f['folder_mb']:5.0f} MB  memory {f['rss_mb']:5.0f} MB  "
+            out(f"  {kind:<35} up {f['up_s']:5.1f} s  maps ready {f['ready_s']:5.1f} s  "
+                f"folder {f['folder_mb']:4.0f} MB  memory {f['rss_mb']:5.0f} MB  "
                 f"{'met' if f['up_s'] <= TARGET_S else 'MISSED'}")
         return results
     finally:
