@@ -344,7 +344,6 @@ class DataDir:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         size = os.fstat(fd).st_size
         journal = Journal(fd, generation, size, path)
-        journal.busy = self.lock.held
         if size == 0:  # new, or cut before its header was whole
             journal.append(_journal_header(generation))
             journal.records = 0

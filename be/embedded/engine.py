@@ -212,7 +212,7 @@ class _Request:
             self.engine.lock.release()
             return
         try:
-            position = storage.tracker.commit()
+            position = storage.tracker.commit(waited_for=True)
         finally:
             self.engine.lock.release()
         storage.journal.wait(position)

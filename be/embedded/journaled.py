@@ -62,9 +62,10 @@ class Tracker:
         self._indexes[store] = None
         PENDING.add(self)
 
-    def commit(self):
+    def commit(self, waited_for=False):
         """Append one record with every change since the last commit (the caller
-        holds the engine lock); returns the journal position to wait for."""
+        holds the engine lock); returns the journal position to wait for.
+        ``waited_for``: the caller waits for it (be.embedded.journal.Journal.wait)."""
         PENDING.discard(self)
         journal = self.journal
         if not (self._dirty or self._dropped or self._indexes) or journal is None:
@@ -91,7 +92,7 @@ class Tracker:
             log.critical("a change cannot be journaled (%s: %s): no further change will "
                          "be acknowledged; restart the server", type(exc).__name__, exc)
             return journal.fail(exc)
-        position = journal.append(frames.frame(b"".join(ops)))
+        position = journal.append(frames.frame(b"".join(ops)), waited_for)
         if self.on_commit is not None:
             self.on_commit()
         return position
