@@ -360,6 +360,99 @@ def test_a_reply_waits_until_its_changes_are_on_disk(tmp_path, monkeypatch):
     ctx.close()
 
 
+def test_a_lone_request_syncs_its_own_record(tmp_path, monkeypatch):
+    # no hand-off to another thread: the request that waits leads the flush
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    ctx.engine.embedded.storage.journal.sync()  # the seeding is on disk
+    client = create_app(ctx).test_client()
+    syncers = []
+    real_sync = journal_module._datasync
+    monkeypatch.setattr(journal_module, "_datasync",
+                        lambda fd: (syncers.append(threading.current_thread()), real_sync(fd)))
+    here = threading.current_thread()
+    reply = client.post("/buyer/add_funds", json={"user_id": "buyer", "password": "pw",
+                                                  "add_value": 5})
+    assert reply.status_code == 200
+    assert syncers == [here]
+    ctx.close()
+
+
+def test_requests_that_finish_during_a_flush_share_the_next_one(tmp_path, monkeypatch):
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    users.register(ctx, "buyer2", "pw")
+    journal = ctx.engine.embedded.storage.journal
+    journal.sync()
+    client = create_app(ctx).test_client()
+    release, entered = threading.Event(), threading.Event()
+    real_sync = journal_module._datasync
+    calls = []
+
+    def slow_first_sync(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            entered.set()
+            release.wait()
+        real_sync(fd)
+
+    monkeypatch.setattr(journal_module, "_datasync", slow_first_sync)
+    replies = {}
+
+    def fund(user):
+        replies[user] = client.post("/buyer/add_funds", json={
+            "user_id": user, "password": "pw", "add_value": 5}).status_code
+
+    first = threading.Thread(target=fund, args=("buyer",))
+    first.start()
+    assert entered.wait(30)  # the first request leads a flush, which is held
+    both_appended = threading.Event()
+    target = journal.records_total + 2
+    real_append = journal.append
+
+    def counting_append(data, waited_for=False):
+        position = real_append(data, waited_for)
+        if journal.records_total >= target:
+            both_appended.set()
+        return position
+
+    monkeypatch.setattr(journal, "append", counting_append)
+    later = [threading.Thread(target=fund, args=(u,)) for u in ("buyer2", "seller")]
+    for t in later:
+        t.start()
+    assert both_appended.wait(30)  # both changes made, both queued behind the flush
+    assert not replies  # nobody is acknowledged before the disk
+    release.set()
+    for t in [first] + later:
+        t.join(30)
+    assert replies == {"buyer": 200, "buyer2": 200, "seller": 200}
+    assert len(calls) == 2  # the two later records shared one fsync
+    ctx.close()
+
+
+def test_changes_nobody_waits_for_are_flushed_by_the_flusher(tmp_path, monkeypatch):
+    ctx = shop_ctx(tmp_path)
+    journal = ctx.engine.embedded.storage.journal
+    journal.sync()
+    synced = threading.Event()
+    syncers = []
+    real_sync = journal_module._datasync
+
+    def noting_sync(fd):
+        real_sync(fd)
+        syncers.append(threading.current_thread().name)
+        synced.set()
+
+    monkeypatch.setattr(journal_module, "_datasync", noting_sync)
+    users.register(ctx, "seller", "pw")  # outside any request: nobody waits
+    assert synced.wait(30)
+    assert syncers == ["journal-flusher"]
+    crash(ctx.engine.embedded)
+    ctx = shop_ctx(tmp_path)
+    assert ctx.db.users.find_one({"_id": "seller"}) is not None
+    ctx.close()
+
+
 def test_a_failing_disk_stops_every_acknowledgement(tmp_path, monkeypatch, caplog):
     ctx = shop_ctx(tmp_path)
     seed_shop(ctx)
