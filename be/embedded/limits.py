@@ -9,7 +9,10 @@ fails where production would (mongomock stores anything Python can hold).
   encoder refuses it (``OverflowError``); an ``$inc`` whose result would overflow
   gets a WriteError (code 2, BadValue, as the server answers "Failed to apply $inc
   operations"), and the document stays as it was, every other change of the same
-  update included.
+  update included. An update carrying such an integer anywhere (``$set``,
+  ``$max``, ``$push``...) is refused with pymongo's ``OverflowError``: pymongo
+  cannot encode the command, so MongoDB never sees it. (mongomock would store it,
+  and a data folder's journal could not hold the result.)
 
 Inserts and replacements are checked by encoding them (about 10 µs for an order).
 An ``$inc`` is checked against the current values before it is applied (no
@@ -61,6 +64,22 @@ def _inc_overflow(doc, incs):
     return None
 
 
+def _past_int64(value):
+    """Does ``value`` hold an integer BSON cannot encode? Walks lists and
+    documents (an update's operands are small: a few fields)."""
+    if type(value) is int:
+        return not INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, dict):
+        return any(_past_int64(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_past_int64(v) for v in value)
+    return False
+
+
+def _refuse_overflow():
+    raise OverflowError("MongoDB can only handle up to 8-byte ints")
+
+
 def _large(update):
     """Could this update alone take a document past 16 MiB? Only a large value can."""
     for fields in update.values():
@@ -85,6 +104,8 @@ def guard(doc, update, apply):
         # a replacement: refused whole before mongomock empties the stored document
         check_stored(dict(update, _id=doc.get("_id")))
         return apply
+    if _past_int64(update):
+        return _refuse_overflow
     incs = update.get("$inc")
     if isinstance(incs, dict):
         over = _inc_overflow(doc, incs)

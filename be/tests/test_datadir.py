@@ -5,6 +5,7 @@ for the disk, and a disk that fails stops acknowledgements."""
 import datetime
 import os
 import threading
+import types
 
 import pytest
 from pymongo import InsertOne, ReturnDocument, UpdateOne
@@ -15,7 +16,7 @@ from be.api import create_app
 from be.audit import audit
 from be.backend import Backend
 from be.clock import ManualClock
-from be.embedded import EmbeddedEngine, journal as journal_module
+from be.embedded import EmbeddedEngine, journal as journal_module, journaled
 from be.errors import StartupError
 from be.model import orders, stores, users
 from be.tests.support import engines
@@ -529,16 +530,25 @@ def test_settings_and_flags_name_the_folder(tmp_path, monkeypatch):
     assert settings_from(parse_args([])).persistent is False
 
 
-def test_a_change_the_journal_cannot_hold_stops_acknowledgements(tmp_path, caplog):
-    # mongomock takes an integer past 8 bytes through $max (an $inc or $set of one
-    # is refused, as MongoDB refuses it: be.embedded.limits); BSON (and so the
-    # journal) cannot hold the result
+def test_a_change_the_journal_cannot_hold_stops_acknowledgements(tmp_path, caplog,
+                                                                monkeypatch):
+    # be.embedded.limits refuses every value we know BSON cannot hold (an integer
+    # past 8 bytes anywhere in an update); should one get past it, the journal
+    # must stop rather than lose it: the encoder is made to refuse this one
     ctx = shop_ctx(tmp_path)
     seed_shop(ctx)
     engine = ctx.engine.embedded
+    real_encode = journaled.bson.encode
+
+    def encode(doc, *args, **kwargs):
+        if "huge" in str(doc):
+            raise OverflowError("MongoDB can only handle up to 8-byte ints")
+        return real_encode(doc, *args, **kwargs)
+
+    monkeypatch.setattr(journaled, "bson", types.SimpleNamespace(encode=encode))
     with pytest.raises(errors.NotDurable):
         with engine.request():
-            ctx.db.users.update_one({"_id": "buyer"}, {"$max": {"huge": 2 ** 70}})
+            ctx.db.users.update_one({"_id": "buyer"}, {"$max": {"huge": 7}})
     assert "a change cannot be journaled" in caplog.text
     with pytest.raises(errors.NotDurable):  # and nothing after it either
         with engine.request():

@@ -49,6 +49,23 @@ def test_an_inc_that_overflows_is_refused_and_the_whole_update_undone(coll, by_i
     assert coll.find_one({"_id": "u"})["n"] == 2 ** 63 - 1
 
 
+@pytest.mark.parametrize("update", [
+    {"$set": {"x": 2 ** 63}}, {"$max": {"n": 2 ** 70}}, {"$min": {"n": -2 ** 63 - 1}},
+    {"$push": {"ops": {"v": [1, 2 ** 64]}}}, {"$inc": {"n": 2 ** 63}},
+    {"$set": {"k": 2}, "$setOnInsert": {"y": 2 ** 63}},
+])
+def test_an_update_carrying_an_integer_past_int64_is_refused_whole(coll, update):
+    # pymongo cannot encode the command: OverflowError before anything is sent
+    coll.insert_one({"_id": "u", "n": 1, "ops": [], "k": 1})
+    with pytest.raises(OverflowError):
+        coll.update_one({"_id": "u"}, update)
+    with pytest.raises(OverflowError):
+        coll.find_one_and_update({"k": 1}, update)
+    assert coll.find_one({"_id": "u"}) == {"_id": "u", "n": 1, "ops": [], "k": 1}
+    coll.update_one({"_id": "u"}, {"$max": {"n": 2 ** 63 - 1}})  # the largest int64 is fine
+    assert coll.find_one({"_id": "u"})["n"] == 2 ** 63 - 1
+
+
 def test_an_update_whose_result_passes_16_mib_is_refused_and_undone(coll):
     coll.insert_one({"_id": "d", "a": "x" * (9 * 1024 * 1024)})
     with pytest.raises(WriteError) as exc:
