@@ -57,6 +57,7 @@ PAGE_SIZE = 5000  # the most GET /seller/book_ids returns per page
 BATCH = 100  # the most POST /seller/add_books takes
 BATCH_BYTES = 16 << 20  # JSON per batch (a larger book goes alone; the server takes 64 MiB)
 RETRIES = 3  # a batch answered 503 is sent again this many times
+sleep = time.sleep  # the pause before sending a batch again (tests replace it)
 
 
 class ImportFailed(Exception):
@@ -261,7 +262,7 @@ def _send_batch(seller, store, batch):
                                               for item in batch])
         if code != 503 or attempt == RETRIES:
             break
-        time.sleep(0.5 * (attempt + 1))  # the server is busy: give it a moment
+        sleep(0.5 * (attempt + 1))  # the server is busy: give it a moment
     if code == 200:
         return [(r["book_id"], r["code"], r["message"], False) for r in body["books"]]
     return [(item["book_info"]["id"], code, body.get("message", ""), False) for item in batch]
