@@ -9,7 +9,9 @@ It talks to a running server over the HTTP API (the ``fe.access`` client), so it
 works whichever engine the server uses. Rows go in batches, ``POST
 /seller/add_books`` with up to 100 books (``BATCH``) and about 16 MiB of JSON
 (``BATCH_BYTES``, well inside the server's 64 MiB body limit) each, ``--workers``
-(3) requests at a time; the picture blob is sent base64 in
+(2) requests at a time (the server is the bottleneck: 2 keep it busy, also while
+a reply waits for its journal fsync; more only queue batches ahead of other
+clients' requests); the picture blob is sent base64 in
 ``book_info.pictures``. 40,000 generated books into 4 stores take about 20 s
 against an in-memory server (one add_book per row took 100-140 s): see
 ``python -m fe.bench --mode import``. What it sends is the
@@ -178,7 +180,7 @@ def listed_ids(seller, store):
 # ---------------------------------------------------------------- the import
 
 def import_books(url, user, password, store, path, stock=100, register=False,
-                 workers=3, progress=True, update=False):
+                 workers=2, progress=True, update=False):
     """Import every row of ``path`` not yet listed in ``store`` (and, with
     ``update``, re-send those listed with update_book); returns a Result.
     Raises BadBookFile / ImportFailed for problems that stop the import."""
@@ -190,7 +192,11 @@ def import_books(url, user, password, store, path, stock=100, register=False,
         seller, created = connect(url, user, password, store, register)
         done = set() if created else listed_ids(seller, store)  # a new store lists nothing
         result = Result(total=total)
-        rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM book ORDER BY rowid")
+        # ids first, then only the rows to send, one by rowid: a re-run reads no
+        # book's texts or picture (a row of the course's sample averages 45 KB:
+        # 40,000 of them would be ~1.8 GB to read for nothing)
+        keys = conn.execute("SELECT rowid, id FROM book ORDER BY rowid").fetchall()
+        full = f"SELECT {', '.join(COLUMNS)} FROM book WHERE rowid = ?"
         bar = tqdm(total=total, unit="book", desc=f"import {Path(path).name}",
                    disable=not progress, file=sys.stderr)
         with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -221,13 +227,13 @@ def import_books(url, user, password, store, path, stock=100, register=False,
                 running.add(pool.submit(fn, *args))
 
             batch, size = [], 0
-            for row in rows:
-                listed = row[0] is not None and str(row[0]) in done
+            for rowid, book_id in keys:
+                listed = book_id is not None and str(book_id) in done
                 if listed and not update:
                     result.skipped += 1
                     bar.update(1)
                     continue
-                info = book_info(row)
+                info = book_info(conn.execute(full, (rowid,)).fetchone())
                 if listed:
                     submit(_update, seller, store, info)
                     continue
@@ -282,7 +288,8 @@ def main(argv=None):
     parser.add_argument("--update", action="store_true",
                         help="re-send books the store lists already (update_book): their "
                              "descriptions and prices follow the file, stock unchanged")
-    parser.add_argument("--workers", type=int, default=3, help="concurrent requests")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="concurrent requests (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not 0 <= args.stock <= 10**9:
