@@ -10,12 +10,12 @@ the listing's pointer moves to it in one update (after the description and its
 pictures are stored), so a crash leaves the old description or the new one.
 
 The seller's calls: ``add_book`` (the classic contract), ``add_books`` (up to
-``MAX_BATCH`` of them in one call, each listed or refused on its own),
-``update_book`` (new
-description, and price if given), ``set_price``, ``add_stock_level``,
-``set_stock_level`` (units held by orders untouched), ``unlist_book`` and
-``relist_book`` (off sale: not found by search, new orders refused with 515;
-its open orders run their course).
+``MAX_BATCH`` of them in one call, each listed or refused on its own, for
+importers), ``update_book`` (new description, and price if given),
+``set_price``, ``add_stock_level``, ``set_stock_level`` (units held by orders
+untouched), ``unlist_book`` and ``relist_book`` (off sale: not found by search,
+new orders refused with 515; its open orders run their course);
+``store_book_ids`` lists a store's ids for importers.
 """
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -94,16 +94,19 @@ def add_books(ctx, user_id, store_id, books):
     a description add_book would refuse), so that one bad book does not refuse
     the others. The store is checked first (513, 401): then nothing is written.
 
-    Why in chunks: add_book costs about 1 ms of engine time per book (one upsert
-    per description through mongomock's update machinery, one insert per
-    listing), 40 s for 40,000 books. Here each chunk of up to BATCH_CHUNK books
-    is read once (which are listed already), prepared with the engine's lock let
-    go (segmentation and picture decoding, ~0.5 ms per generated book, up to
-    ~5 ms per book of the course's sample), then written in one hold of it:
-    pictures and descriptions absent so far, then the listings, each kind in one
-    unordered insert. A chunk of 25 generated books holds the lock ~5 ms; the
-    whole call never holds it for more than one chunk's writes, so a batch
-    stalls no other request for long.
+    Why in chunks: add_book costs ~1 ms per book at the model level, ~0.45 ms of
+    it in its writes (an upsert per description through mongomock's update
+    machinery, an insert per listing, a call each): 40 s for 40,000 books. Here
+    each chunk of up to BATCH_CHUNK books is read once (which are listed
+    already), prepared with the engine's lock let go (segmentation and picture
+    decoding: ~0.3 ms per generated book, up to ~5 ms per book of the course's
+    sample), then written in one hold of the lock: the pictures and descriptions
+    not stored yet, then the listings, each kind in one unordered insert (~0.12
+    ms a book in all). A hold lasts 2-6 ms for 25 generated books (python -m
+    fe.bench --mode import measures it); a call never holds the lock for more
+    than one chunk's writes at a time, so a batch keeps no other request waiting
+    for long (with more than one request thread: in memory the server has one,
+    and a request waits for the batch ahead of it, ~50 ms for 100 books).
 
     Crash safety as add_book's: a listing is written after its description and
     pictures, and listings are inserted one document each, so a crash (or the
