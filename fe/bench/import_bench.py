@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -366,7 +367,7 @@ def run(args, out=print):
         if args.url:
             out(f"server {args.url}")
             results["given"] = run_engine(args, "given", args.url.rstrip("/") + "/", paths,
-                                          f"b{int(time.time())}", out)
+                                          f"b{uuid.uuid4().hex[:8]}", out)
         else:
             log_path = os.path.join(work, "server.log")
             for engine in args.engine_list:
