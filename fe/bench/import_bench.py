@@ -6,8 +6,8 @@ Generates ``--rows`` books (be.sample_books, seed ``--seed``: the course's schem
 about 90% with a cover picture), deals them into ``--stores`` files (row i into
 file i mod stores), and starts a fresh ``python app.py`` (``--memory``, then on
 an empty ``--data-dir``) on a free port. Then, one store after another, the
-importer a user runs (``python -m scripts.import_books --register --workers N``,
-its process start-up and login included) lists each file in its own store; the
+importer a user runs (``python -m scripts.import_books --register``, its process
+start-up and login included) lists each file in its own store; the
 time of the whole is the import time (target: 30 s for 40,000 books). Then the
 same commands again, which find every book listed: the re-run time (target: 5 s).
 
@@ -53,8 +53,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     p.add_argument("--stores", type=int, default=4, help="stores, one file each (default 4)")
     p.add_argument("--workers", type=int, default=None,
-                   help="concurrent requests per store (default: the importer's, 2; "
-                        "4 with --per-book, as the importer sent add_book)")
+                   help="requests at a time per store (default: the importer's, 1 on the "
+                        "embedded engine; 4 with --per-book, as the importer sent add_book)")
+    p.add_argument("--batch", type=int, default=100,
+                   help="the importer's books per request (default 100, its default)")
     p.add_argument("--engines", default="memory,folder",
                    help="servers to start, in turn: memory (--memory), folder (--data-dir)")
     p.add_argument("--data-dir", default=None,
@@ -65,9 +67,9 @@ def parse_args(argv=None):
     p.add_argument("--hold-books", type=int, default=2000,
                    help="books listed to measure the engine lock holds (0: skip)")
     args = p.parse_args(argv)
-    if args.workers is None:
-        args.workers = 4 if args.per_book else 2
-    if args.rows < 1 or args.stores < 1 or args.workers < 1:
+    if args.workers is None and args.per_book:
+        args.workers = 4
+    if args.rows < 1 or args.stores < 1 or (args.workers is not None and args.workers < 1):
         p.error("--rows, --stores and --workers must be >= 1")
     args.engine_list = [e.strip() for e in args.engines.split(",") if e.strip()]
     if not set(args.engine_list) <= {"memory", "folder"} or not args.engine_list:
@@ -148,7 +150,7 @@ def stop_server(proc):
 
 # ---------------------------------------------------------------- the import
 
-def import_store(url, store, path, workers, per_book, tag):
+def import_store(url, store, path, workers, per_book, tag, batch=100):
     """One store's import as a user runs it; returns (seconds, what it printed)."""
     started = time.perf_counter()
     if per_book:
@@ -156,7 +158,8 @@ def import_store(url, store, path, workers, per_book, tag):
     done = subprocess.run(
         [sys.executable, "-m", "scripts.import_books", "--url", url, "--user",
          f"bench_{tag}_{store}", "--password", "bench-pw", "--store", f"{tag}_{store}",
-         "--file", path, "--register", "--no-progress", "--workers", str(workers)],
+         "--file", path, "--register", "--no-progress", "--batch", str(batch)]
+        + ([] if workers is None else ["--workers", str(workers)]),
         cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"import of {path} failed ({done.returncode}): "
@@ -165,20 +168,29 @@ def import_store(url, store, path, workers, per_book, tag):
 
 
 def _per_book(url, store, path, workers, tag):
-    """The way before add_books: one add_book per row, ``workers`` at a time."""
+    """The way before add_books: the store's listings read 100 a page (GET
+    /seller/books by cursor), then one add_book per row not listed, ``workers``
+    at a time."""
     from fe.access.auth import Auth
     from fe.access.seller import Seller
     from scripts.import_books import book_info
     started = time.perf_counter()
-    user = f"bench_{tag}_{store}"
+    user, store_id = f"bench_{tag}_{store}", f"{tag}_{store}"
     Auth(url).register(user, "bench-pw")
     seller = Seller(url, user, "bench-pw")
-    seller.create_store(f"{tag}_{store}")
+    listed, after = set(), None
+    if seller.create_store(store_id) != 200:
+        while True:
+            code, body = seller.books(store_id, page_size=100, after=after)
+            listed.update(b["book_id"] for b in body["books"])
+            after = body["next"]
+            if not after:
+                break
     with sqlite3.connect(path) as conn:
-        rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM book ORDER BY rowid").fetchall()
+        rows = [row for row in conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM book ORDER BY rowid") if str(row[0]) not in listed]
     with ThreadPoolExecutor(workers) as pool:
-        codes = list(pool.map(lambda row: seller.add_book(f"{tag}_{store}", 100, book_info(row)),
-                              rows))
+        codes = list(pool.map(lambda row: seller.add_book(store_id, 100, book_info(row)), rows))
     if set(codes) - {200, 516}:
         raise RuntimeError(f"add_book answered {sorted(set(codes))}")
     return time.perf_counter() - started
@@ -259,8 +271,8 @@ def run_engine(args, label, url, paths, tag, out=print, server_pid=None):
     figures = {}
     with Probe(url) as probe, Cpu(server_pid) as cpu:
         started = time.perf_counter()
-        parts = [import_store(url, f"store{k}", path, args.workers, args.per_book, tag)
-                 for k, path in enumerate(paths)]
+        parts = [import_store(url, f"store{k}", path, args.workers, args.per_book, tag,
+                              args.batch) for k, path in enumerate(paths)]
         figures["import_s"] = time.perf_counter() - started
     figures["import_server_cpu_s"] = cpu.server
     books = args.rows
@@ -276,8 +288,8 @@ def run_engine(args, label, url, paths, tag, out=print, server_pid=None):
         f"{probe.summary()}")
     with Cpu(server_pid) as cpu:
         started = time.perf_counter()
-        again = [import_store(url, f"store{k}", path, args.workers, args.per_book, tag)
-                 for k, path in enumerate(paths)]
+        again = [import_store(url, f"store{k}", path, args.workers, args.per_book, tag,
+                              args.batch) for k, path in enumerate(paths)]
         figures["rerun_s"] = time.perf_counter() - started
     out(f"  re-run:  {figures['rerun_s']:.1f} s (per store: "
         f"{', '.join(f'{s:.1f}' for s, _ in again)} s)"
@@ -361,9 +373,10 @@ def run(args, out=print):
     try:
         paths = make_files(work, args.rows, args.seed, args.stores, out)
         how = ("one POST /seller/add_book per row" if args.per_book else
-               "python -m scripts.import_books")
+               f"python -m scripts.import_books, {args.batch} books per request")
         out(f"import: {args.rows:,} books into {args.stores} stores, one store after another, "
-            f"{how}, {args.workers} concurrent requests")
+            f"{how}, " + ("the importer's requests at a time (1 on the embedded engine)"
+                          if args.workers is None else f"{args.workers} requests at a time"))
         if args.url:
             out(f"server {args.url}")
             results["given"] = run_engine(args, "given", args.url.rstrip("/") + "/", paths,

@@ -120,7 +120,7 @@ def test_command_line_run(tmp_path):
     user, pw, store = ids()
     argv = [sys.executable, "-m", "scripts.import_books", "--url", conf.URL, "--user", user,
             "--password", pw, "--store", store, "--file", str(path), "--stock", "3",
-            "--register", "--no-progress"]
+            "--register", "--no-progress", "--batch", "4"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "10 imported" in done.stdout
@@ -249,6 +249,10 @@ def test_rows_go_in_batches_and_a_rerun_sends_none(books40, monkeypatch):
     result = run(books40, user, pw, store, stock=2)
     assert (result.imported, result.skipped, result.failed) == (40, 0, [])
     assert sorted(calls.sizes) == [10, 15, 15]
+    calls.sizes.clear()
+    user2, pw2, store2 = ids()
+    assert run(books40, user2, pw2, store2, batch_size=12).imported == 40  # --batch 12
+    assert sorted(calls.sizes) == [4, 12, 12, 12]
     assert_store_holds(books40, user, pw, store, 2)
     calls.sizes.clear()
     again = run(books40, user, pw, store, stock=2)
@@ -320,3 +324,34 @@ def test_a_batch_still_503_after_the_retries_is_reported(books40, monkeypatch):
     assert result.imported == 0 and len(result.failed) == 40
     assert {(code, message) for _, code, message in result.failed} == {(503, "busy; retry")}
     assert calls.sizes == [40] * (ib.RETRIES + 1)
+
+
+def test_one_request_at_a_time_against_the_embedded_engine(books40, monkeypatch, backend):
+    """By default the importer sends as many batches at a time as WORKERS says for
+    the engine the server's /health names: one on the embedded engine (more would
+    only wait in its queue ahead of other clients' requests)."""
+    expected = 1 if backend.engine.embedded is not None else 3
+    assert ib.server_workers(conf.URL) == expected
+    assert ib.server_workers("http://127.0.0.1:9/") == 2  # unreachable: a guess
+    pools = []
+    real = ib.ThreadPoolExecutor
+
+    def pool(max_workers):
+        pools.append(max_workers)
+        return real(max_workers=max_workers)
+
+    monkeypatch.setattr(ib, "ThreadPoolExecutor", pool)
+    user, pw, store = ids()
+    assert run(books40, user, pw, store).imported == 40
+    assert run(books40, user, pw, store, workers=3).skipped == 40
+    assert pools == [expected, 3]
+
+
+def test_bad_worker_and_batch_counts_are_refused(books40, capsys):
+    user, pw, store = ids()
+    for flag, value in (("--workers", "0"), ("--batch", "0"), ("--batch", "101")):
+        with pytest.raises(SystemExit) as exc:
+            ib.main(["--url", conf.URL, "--user", user, "--password", pw, "--store", store,
+                     "--file", str(books40), flag, value])
+        assert exc.value.code == 2
+        assert f"{flag} must be" in capsys.readouterr().err
