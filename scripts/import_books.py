@@ -7,21 +7,24 @@ Usage::
 
 It talks to a running server over the HTTP API (the ``fe.access`` client), so it
 works whichever engine the server uses. Rows go in batches, ``POST
-/seller/add_books`` with up to 100 books (``BATCH``) and about 16 MiB of JSON
-(``BATCH_BYTES``, well inside the server's 64 MiB body limit) each. How many
-requests at a time (``--workers``): by default one against a server on the
-embedded engine (its ``/health`` says which), where the server's one process
-is the bottleneck and one batch keeps it as busy as more do (10,000 books took
-7.6-8.4 s either way) while a second batch only waits in the queue ahead of
-other clients' requests (a buyer's request during the import waited p50 40 ms,
-p99 190 ms with one, p50 110 ms, p99 1.5 s with two); three against MongoDB,
-whose server runs requests side by side. The picture blob is sent base64 in
-``book_info.pictures``. 40,000 generated books into 4 stores take about 20 s
-against an in-memory server (one add_book per row took 100-140 s): see
-``python -m fe.bench --mode import``. What it sends is the
-store's own description of each book (issue 12): importing another file that
-reuses a book id into another store changes nothing in this one, and rows that
-several stores import alike are stored once on the server.
+/seller/add_books`` with up to 100 books (``BATCH``, ``--batch``) and about 16
+MiB of JSON (``BATCH_BYTES``, well inside the server's 64 MiB body limit) each;
+the picture blob is sent base64 in ``book_info.pictures``. 40,000 generated
+books into 4 stores take 25-30 s (the server's CPU: ~22 s in memory; one
+add_book per row took 100-140 s): see ``python -m fe.bench --mode import``.
+
+Requests at a time (``--workers``): by default one against a server on the
+embedded engine (its ``/health`` says which). There the server's one process is
+the bottleneck and one batch keeps it as busy as more do (its CPU per 10,000
+books was the same, 5.8-6.6 s), while a second batch only waits in the queue
+ahead of other clients' requests (on an in-memory server a request arriving
+during the import waited p50 35-40 ms with one, 80-190 ms with two, on a shared
+2-core machine). Three against MongoDB, whose server runs requests side by side.
+
+What it sends is the store's own description of each book (issue 12):
+importing another file that reuses a book id into another store changes
+nothing in this one, and rows that several stores import alike are stored once
+on the server.
 
 ``--update`` re-sends the rows the store already lists with ``update_book``, so
 the store's descriptions and prices follow a corrected file (its stock is left
@@ -32,8 +35,9 @@ already lists (``GET /seller/book_ids``, 5,000 ids per page: 40,000 in 8
 requests) and skips those; a book the server refuses with 516 (already listed,
 e.g. by a concurrent run or a batch whose reply was lost) also counts as done,
 so a re-run that finds everything imported sends no book at all (about 1 s for
-40,000). A batch answered 503 (the server's time budget ran out part-way: each
-of its books is listed or not) is sent again, up to ``RETRIES`` times. The server is asked rather than a progress file kept beside the input
+40,000 in one store). A batch answered 503 (the server's time budget ran out
+part-way: each of its books is listed or not) is sent again, up to ``RETRIES``
+times. The server is asked rather than a progress file kept beside the input
 because the server is the only thing that knows what it holds: an embedded
 server that restarted has lost everything a progress file would claim is done,
 and a file can be imported into several stores or servers.
