@@ -154,11 +154,11 @@ def connect(url, user, password, store, register):
         code = _call("register", auth.register, user, password)
         if code not in (200, 512):
             raise ImportFailed(f"register {user}: server answered {code}")
-    code, _ = _call("login", auth.login, user, password, "import_books")
+    code, token = _call("login", auth.login, user, password, "import_books")
     if code != 200:
         raise ImportFailed(f"login as {user} failed ({code}): wrong user or password"
                            + ("" if register else "; pass --register to create the account"))
-    seller = _call("login", Seller, url, user, password)
+    seller = Seller(url, user, password, token)  # this login's token: no second one
     created = False
     if register:
         code = _call("create_store", seller.create_store, store)

@@ -6,8 +6,8 @@ from fe.access.client import post
 
 
 class Seller(Account):
-    def __init__(self, url_prefix, seller_id: str, password: str):
-        super().__init__(url_prefix, seller_id, password, "seller")
+    def __init__(self, url_prefix, seller_id: str, password: str, token=None):
+        super().__init__(url_prefix, seller_id, password, "seller", token)
 
     @property
     def seller_id(self):
