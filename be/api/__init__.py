@@ -97,10 +97,11 @@ def _one_request_at_a_time(app, engine):
     thread switch: at 8 request threads that cost 30-40% of the throughput of
     new_order + payment (issue 7). Taken once per request, it changes hands once.
     A real MongoDB serves requests concurrently and needs none of this. CPU work
-    that reads no data (hashing, segmentation, decoding) lets go of the lock
-    meanwhile (EmbeddedEngine.cpu_work). /ping and
-    the operator's routes are registered after this and run without the lock. The
-    wait for the lock is observed in bookstore_engine_lock_wait_seconds.
+    that reads no data (hashing, segmentation, decoding, parsing a body over 64
+    KiB: be.api.common.LARGE_BODY_BYTES) lets go of the lock meanwhile
+    (EmbeddedEngine.cpu_work). /ping and the operator's routes are registered
+    after this and run without the lock. The wait for the lock is observed in
+    bookstore_engine_lock_wait_seconds.
     """
     def serialized(view):
         @functools.wraps(view)

@@ -1,12 +1,13 @@
 """Request shapes. Strict: a number sent as a string, a boolean as a count or a
 float as cents is refused with 400 naming the field; unknown fields are ignored."""
-from typing import Annotated, Optional
+from typing import Annotated, NamedTuple, Optional
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
                       ValidationError, WrapValidator)
 from pydantic_core import PydanticCustomError
 
 from be.model.lifecycle import STATES
+from be.model.stores import MAX_BATCH, MAX_ID_PAGE
 
 # Ids are stored as values only (never as field names), so '.', '$' and spaces are
 # harmless; control characters and absurd lengths are refused.
@@ -28,6 +29,15 @@ def _in_cents(value, handler):
         raise PydanticCustomError(
             "cents", "money is a whole number of cents (23.50 is 2350), got {shown}",
             {"shown": shown})
+
+
+def describe(exc):
+    """The message of a 400 for a ValidationError: its first error, naming the field."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "body"
+    if first["type"] == "missing":
+        return f"missing field '{field}'"
+    return f"invalid field '{field}': {first['msg']}"
 
 
 Cents = Annotated[int, Field(ge=0, le=10**12), WrapValidator(_in_cents)]
@@ -86,6 +96,37 @@ class BookInfo(Body):
 class AddBook(StoreRef):
     book_info: BookInfo
     stock_level: Annotated[int, Field(ge=0, le=10**9)]
+
+
+class BookItem(Body):
+    """One book of add_books: what add_book takes besides the user and the store."""
+    book_info: BookInfo
+    stock_level: Annotated[int, Field(ge=0, le=10**9)]
+
+
+class Refused(NamedTuple):
+    """An element of add_books' ``books`` that is not a valid BookItem: its 400
+    message (fields named as add_book names them) and its book id if it has one."""
+    book_id: Optional[str]
+    message: str
+
+
+def _item_or_refused(value, handler):
+    """add_books refuses a bad element alone (a Refused in its place), not the batch."""
+    if not isinstance(value, dict):
+        return Refused(None, 'not an object: each element of books is '
+                             '{"book_info": {...}, "stock_level": n}')
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        book_id = value.get("book_info")
+        book_id = book_id.get("id") if isinstance(book_id, dict) else None
+        return Refused(book_id if isinstance(book_id, str) else None, describe(exc))
+
+
+class AddBooks(StoreRef):
+    books: Annotated[list[Annotated[BookItem, WrapValidator(_item_or_refused)]],
+                     Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class UpdateBook(StoreRef):
@@ -178,6 +219,13 @@ class OrdersQuery(CursorQuery, UserQuery):
 class BooksQuery(CursorQuery, UserQuery):
     store_id: Id
     on_sale: Optional[bool] = None  # "true"/"false": only listings on (off) sale
+
+
+class BookIdsQuery(UserQuery):
+    store_id: Id
+    page_size: Annotated[int, Field(ge=1, le=MAX_ID_PAGE)] = 1000
+    after: Annotated[Optional[Annotated[str, StringConstraints(max_length=1024)]],
+                     AfterValidator(_cursor)] = None
 
 
 class ListingQuery(Query):

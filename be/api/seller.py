@@ -22,6 +22,24 @@ def add_book(b):
     return ok()
 
 
+@bp.post("/add_books")
+@signed_in(s.AddBooks)
+def add_books(b):
+    """Up to 100 add_books in one request: 200 with one result per book, in order."""
+    valid = [i for i in b.books if not isinstance(i, s.Refused)]
+    results = iter(stores.add_books(backend(), b.user_id, b.store_id,
+                                    [(i.book_info.model_dump(), i.stock_level) for i in valid]))
+    books = []
+    for item in b.books:
+        if isinstance(item, s.Refused):
+            books.append({"book_id": item.book_id, "code": 400, "message": item.message})
+            continue
+        error = next(results)
+        books.append({"book_id": item.book_info.id, "code": error.code if error else 200,
+                      "message": error.message if error else "ok"})
+    return ok(listed=sum(1 for r in books if r["code"] == 200), books=books)
+
+
 @bp.post("/update_book")
 @signed_in(s.UpdateBook)
 def update_book(b):
@@ -70,6 +88,13 @@ def seller_orders(q):
     found = orders.seller_orders(backend(), q.user_id, q.store_id, q.state,
                                  q.page, q.page_size, q.after)
     return ok(orders=found.rows, **page_fields(found, q))
+
+
+@bp.get("/book_ids")
+@signed_in(s.BookIdsQuery, query)
+def store_book_ids(q):
+    ids, after = stores.store_book_ids(backend(), q.user_id, q.store_id, q.page_size, q.after)
+    return ok(book_ids=ids, next=after)
 
 
 @bp.get("/books")

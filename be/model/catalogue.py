@@ -36,6 +36,7 @@ from collections import namedtuple
 
 import bson
 from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from be import errors
 
@@ -145,6 +146,44 @@ def store(ctx, prepared):
             for pid, data, kind in prepared.pictures], ordered=False)
     doc = {k: v for k, v in prepared.doc.items() if k != "_id"}
     ctx.db.descriptions.update_one({"_id": prepared.id}, {"$setOnInsert": doc}, upsert=True)
+
+
+def _insert_absent(collection, docs):
+    """Insert those of ``docs`` (content addressed: same ``_id``, same content)
+    whose ``_id`` is not stored yet: one read of the ids, one unordered insert of
+    the rest. A concurrent writer that stored one meanwhile is a duplicate key,
+    which is what we wanted anyway; any other write error is raised."""
+    if not docs:
+        return
+    ids = list({d["_id"] for d in docs})
+    present = {d["_id"] for d in collection.find({"_id": {"$in": ids}}, {"_id": 1})}
+    missing, seen = [], set(present)
+    for doc in docs:
+        if doc["_id"] not in seen:
+            seen.add(doc["_id"])
+            missing.append(doc)
+    if not missing:
+        return
+    try:
+        collection.insert_many(missing, ordered=False)
+    except BulkWriteError as exc:
+        others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+        if others or exc.details.get("writeConcernErrors"):
+            raise
+
+
+def store_many(ctx, prepared):
+    """``store`` for several descriptions at once (the batched add_books): every
+    picture, then every description, each written only if absent, in two reads
+    and at most two unordered inserts whatever their number (``store`` makes one
+    upsert per description, which on the embedded engine costs ~0.4 ms each
+    through mongomock's update machinery; an insert ~0.1 ms). The listings may
+    point to any of them once this returns."""
+    pictures = [{"_id": pid, "data": data, "content_type": kind}
+                for p in prepared for pid, data, kind in p.pictures]
+    _insert_absent(ctx.db.pictures, pictures)
+    _insert_absent(ctx.db.descriptions, [  # _id first, as store's upsert leaves it
+        {"_id": p.id, **{k: v for k, v in p.doc.items() if k != "_id"}} for p in prepared])
 
 
 def description(ctx, desc_id, projection=None):

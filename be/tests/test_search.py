@@ -147,6 +147,20 @@ def test_long_fields_keep_a_capped_number_of_distinct_terms():
     assert len(terms["terms"]) == len(set(terms["terms"]))
 
 
+def test_cached_runs_give_the_terms_segmenting_each_time_gives(monkeypatch):
+    """Short CJK runs' words are cached (search._run_words): the terms are those of
+    cutting every run afresh, for generated books and for runs past the cached
+    length."""
+    books = [dict(b, tags=(b["tags"] or "").split("\n")) for b in iter_books(300, seed=3)]
+    books.append({"title": "短" * 40 + "中华人民共和国" * 5, "content": "这是一本书。" * 200})
+    search._cached_run_words.cache_clear()
+    cached = [search.index_fields(b) for b in books]
+    again = [search.index_fields(b) for b in books]  # now mostly from the cache
+    monkeypatch.setattr(search, "RUN_CACHE_CHARS", 0)  # every run cut afresh
+    assert cached == again == [search.index_fields(b) for b in books]
+    assert search._cached_run_words.cache_info().hits > 0
+
+
 def test_query_units_follow_words_and_pair_lone_characters():
     assert search.query_units("三毛流浪记") == ["三毛", "流浪记"]
     assert search.query_units("人民共和国") == ["人民", "共和", "共和国"]

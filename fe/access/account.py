@@ -7,14 +7,17 @@ from fe.access.client import get
 
 
 class Account:
-    def __init__(self, url_prefix, user_id, password, area):
+    def __init__(self, url_prefix, user_id, password, area, token=None):
+        """Logs in, unless given the ``token`` of a login already made."""
         self.root = url_prefix
         self.url_prefix = urljoin(url_prefix, area + "/")
         self.user_id = user_id
         self.password = password
         self.terminal = "my terminal"
-        code, self.token = Auth(url_prefix).login(user_id, password, self.terminal)
-        assert code == 200
+        if token is None:
+            code, token = Auth(url_prefix).login(user_id, password, self.terminal)
+            assert code == 200
+        self.token = token
 
     def get(self, path, **params):
         """GET ``path`` (below the root) as this user; parameters that are None are left out."""

@@ -6,8 +6,8 @@ from fe.access.client import post
 
 
 class Seller(Account):
-    def __init__(self, url_prefix, seller_id: str, password: str):
-        super().__init__(url_prefix, seller_id, password, "seller")
+    def __init__(self, url_prefix, seller_id: str, password: str, token=None):
+        super().__init__(url_prefix, seller_id, password, "seller", token)
 
     @property
     def seller_id(self):
@@ -27,6 +27,16 @@ class Seller(Account):
                  {"user_id": self.seller_id, "store_id": store_id,
                   "book_info": book_info.__dict__, "stock_level": stock_level}, self.token)
         return r.status_code
+
+    def add_books(self, store_id: str, books) -> (int, dict):
+        """List up to 100 books in one request: ``books`` is a list of
+        (book_info, stock_level), book_info a book.Book or a dict. The reply has
+        one result per book (``books``: book_id, code, message), in order."""
+        items = [{"book_info": info if isinstance(info, dict) else info.__dict__,
+                  "stock_level": stock_level} for info, stock_level in books]
+        r = post(urljoin(self.url_prefix, "add_books"),
+                 {"user_id": self.seller_id, "store_id": store_id, "books": items}, self.token)
+        return r.status_code, r.json()
 
     def add_stock_level(self, seller_id: str, store_id: str, book_id: str, add_stock_num: int) -> int:
         r = post(urljoin(self.url_prefix, "add_stock_level"),
@@ -74,6 +84,11 @@ class Seller(Account):
         """One page of the seller's orders; ``after`` is a reply's ``next``."""
         r = self.get("seller/orders", store_id=store_id, state=state, page=page,
                      page_size=page_size, after=after)
+        return r.status_code, r.json()
+
+    def book_ids(self, store_id, after=None, page_size=None) -> (int, dict):
+        """One page of the ids the store lists (``book_ids``, ``next``)."""
+        r = self.get("seller/book_ids", store_id=store_id, after=after, page_size=page_size)
         return r.status_code, r.json()
 
     def books(self, store_id, page=None, page_size=None, after=None, on_sale=None) -> (int, dict):

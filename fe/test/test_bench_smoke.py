@@ -24,3 +24,17 @@ def test_growth_bench_measures_every_call():
                              "busy buyer's list", "seller's paid list",
                              "seller's paid list after half", "one sweep"]
     assert all(ms > 0 for ms in figures.values()), figures
+
+
+def test_import_bench_imports_reruns_and_measures_the_lock():
+    """python -m fe.bench --mode import against the session's server, small."""
+    from fe.bench import import_bench
+    lines = []
+    args = import_bench.parse_args(["--url", conf.URL, "--rows", "60", "--stores", "2",
+                                    "--hold-books", "150"])
+    results = import_bench.run(args, out=lines.append)
+    assert results["given"]["import_s"] > 0 and results["given"]["rerun_s"] > 0
+    assert results["holds"]["hold_max_ms"] > 0
+    said = "\n".join(lines)
+    assert "30 books, 30 imported, 0 already listed" in said
+    assert "30 books, 0 imported, 30 already listed" in said

@@ -239,6 +239,13 @@ BOOK_INFO_VALUES = [None, "x", [], {}, {"id": "new"}, {"title": "T"},
                     {"id": "fz_new_book", "title": LONG},
                     {"id": "fz_new_book", "title": {"$gt": ""}},
                     {"id": "fz\x00book", "title": "T"}]
+# add_books' list: not a list, empty, too long, elements that are not books, and books
+# whose book_info or stock_level is hostile (each refused alone, in a 200 reply)
+BATCH_VALUES = ([[], {}, "x", None, 1, [None], [[]], [{}], [{"book_info": {"id": "fz_b1"}}],
+                 [{"book_info": {"id": "fz_b1", "title": "T"}, "stock_level": 1}] * 101]
+                + [[{"book_info": v, "stock_level": 1}] for v in BOOK_INFO_VALUES]
+                + [[{"book_info": {"id": "fz_b1", "title": "T"}, "stock_level": v}]
+                   for v in INT_VALUES])
 EXTRA_FIELDS = [{"balance": 10**9}, {"$set": {"balance": 10**9}}, {"_id": "hijack"},
                 {"ops": ["x:refund"]}, {"state": "paid"}, {"deposited": 10**9},
                 {"owner_id": "fz_other"}, {"total_price": 0}]
@@ -268,6 +275,11 @@ def endpoints(w):
          {**ids("user_id", "store_id"), "stock_level": INT_VALUES,
           "book_info": BOOK_INFO_VALUES + [{"id": "fz_new_book", "title": "T",
                                             "pictures": ["QUFB"] * 11}]}),
+        ("/seller/add_books", "fz_seller",
+         {"user_id": "fz_seller", "store_id": w.store,
+          "books": [{"book_info": {"id": "fz_b1", "title": "T", "price": 100},
+                     "stock_level": 5}]},
+         {**ids("user_id", "store_id"), "books": BATCH_VALUES}),
         ("/seller/add_stock_level", "fz_seller",
          {"user_id": "fz_seller", "store_id": w.store, "book_id": "fz_b1", "add_stock_level": 0},
          {**ids("user_id", "store_id", "book_id"), "add_stock_level": INT_VALUES}),
@@ -368,7 +380,7 @@ RAW_BODIES = [
     (b"\x00\x01\x02\x03", "application/octet-stream"),
 ]
 POST_PATHS = ["/auth/register", "/auth/login", "/auth/password", "/auth/unregister",
-              "/auth/logout", "/seller/create_store", "/seller/add_book",
+              "/auth/logout", "/seller/create_store", "/seller/add_book", "/seller/add_books",
               "/seller/add_stock_level", "/seller/ship", "/buyer/new_order", "/buyer/payment",
               "/buyer/add_funds", "/buyer/receive", "/buyer/cancel_order",
               "/seller/update_book", "/seller/set_price", "/seller/set_stock_level",
@@ -402,6 +414,8 @@ GET_CASES = [
                                                                "page_size", "state"]),
     ("/seller/books", "fz_seller", {"user_id": "fz_seller", "store_id": "fz_store"},
      ["user_id", "store_id", "page", "page_size", "on_sale"]),
+    ("/seller/book_ids", "fz_seller", {"user_id": "fz_seller", "store_id": "fz_store"},
+     ["user_id", "store_id", "page_size", "after"]),
     ("/buyer/balance", "fz_buyer", {"user_id": "fz_buyer"}, ["user_id"]),
 ]
 PATH_IDS = ["a.b", "$gt", "%00", "a b", "x" * 5000, "..", "%2e%2e", "{\"$gt\": \"\"}", "😀",

@@ -41,7 +41,7 @@ SEARCH_OPS = {("get", "/search/books"), ("get", "/books/{book_id}"),
 REQUEST_SCHEMAS = {"Id", "Password", "Cents", "NullableText", "Credentials", "Login",
                    "ChangePassword", "UserOnly", "StoreRef", "BookInfo", "AddBook", "AddStock",
                    "OrderLine", "NewOrder", "Payment", "AddFunds", "OrderRef", "SearchKeywords",
-                   "UpdateBook", "ListingRef", "SetPrice", "SetStock"}
+                   "UpdateBook", "ListingRef", "SetPrice", "SetStock", "AddBooks", "BookItem"}
 # Calls that take no input a client could get wrong: no 400 declared, and no error
 # reply to walk (404 and 405 are answered outside any operation).
 NO_INPUT = {"/ping", "/health", "/metrics", "/docs", "/openapi.json", "/openapi.yaml"}
@@ -141,7 +141,7 @@ def test_every_operation_declares_400_and_message_replies():
                 assert "413" in codes, (method, path)
     for name in ("Message", "Ok", "TokenReply", "OrderIdReply", "BalanceReply", "OrderReply",
                  "OrderListReply", "StoreBooksReply", "SearchReply", "BookReply", "HealthReply",
-                 "ReadyReply"):
+                 "ReadyReply", "AddBooksReply", "BookIdsReply"):
         assert "message" in spec["components"]["schemas"][name]["required"], name
 
 
@@ -403,6 +403,43 @@ def test_seller_walk(w, shop):
     w.get("/seller/books", dict(q, store_id=uid("nostore")), 513, seller.token)
     w.get("/seller/books", dict(q, user_id=other.id), 401, other.token)
     w.get("/seller/books", dict(q, user_id=uid("ghost")), 511, seller.token)
+
+
+def test_bulk_walk(w, shop):
+    """add_books (a result per book; whole-call refusals) and book_ids (by cursor)."""
+    seller, store = shop["seller"], shop["store"]
+    other = User(w, "other")
+    new = uid("bulk")
+    body = {"user_id": seller.id, "store_id": store, "books": [
+        {"book_info": {"id": new, "title": "Bulk", "price": 10,
+                       "pictures": [base64.b64encode(PNG).decode()]}, "stock_level": 2},
+        {"book_info": {"id": shop["books"][0], "title": "again"}, "stock_level": 1},
+        {"book_info": {"id": uid("bulk"), "title": "bad", "pages": -1}, "stock_level": 1},
+        {"book_info": {"id": uid("bulk"), "title": "bad picture", "pictures": ["***"]},
+         "stock_level": 1},
+        {"stock_level": 1}]}
+    r = w.post("/seller/add_books", body, 200, seller.token).json()
+    assert [x["code"] for x in r["books"]] == [200, 516, 400, 400, 400] and r["listed"] == 1
+    assert r["books"][4]["book_id"] is None
+    w.post("/seller/add_books", dict(body, store_id=uid("nostore")), 513, seller.token)
+    w.post("/seller/add_books", dict(body, user_id=other.id), 401, other.token)
+    w.post("/seller/add_books", dict(body, user_id=uid("ghost")), 511, seller.token)
+    w.post("/seller/add_books", dict(body, books=[]), 400, seller.token)
+    w.post("/seller/add_books", dict(body, books=body["books"] * 21), 400, seller.token)
+
+    q = {"user_id": seller.id, "store_id": store}
+    r = w.get("/seller/book_ids", dict(q, page_size=1), 200, seller.token).json()
+    seen = r["book_ids"]
+    while r["next"]:
+        r = w.get("/seller/book_ids", dict(q, page_size=1, after=r["next"]), 200,
+                  seller.token).json()
+        seen += r["book_ids"]
+    assert seen == sorted(seen) and new in seen and set(shop["books"]) <= set(seen)
+    w.get("/seller/book_ids", dict(q, page_size=5001), 400, seller.token)
+    w.get("/seller/book_ids", dict(q, after="nonsense"), 400, seller.token)
+    w.get("/seller/book_ids", dict(q, store_id=uid("nostore")), 513, seller.token)
+    w.get("/seller/book_ids", dict(q, user_id=other.id), 401, other.token)
+    w.get("/seller/book_ids", dict(q, user_id=uid("ghost")), 511, seller.token)
 
 
 def test_managing_listings_walk(w, shop):

@@ -81,9 +81,10 @@ def test_import_lists_every_book_and_a_rerun_adds_nothing(books40, backend):
 
 
 def test_a_rerun_finds_every_listed_book_past_the_list_bounds(books40, monkeypatch):
-    """The store's list is read by cursor: with pages of 7 and the server's offset
-    and count bounds lowered to 10 rows (10,000 in production), every one of the 40
-    books is still found, and nothing is sent twice."""
+    """The store's ids are read by cursor (GET /seller/book_ids): with pages of 7
+    and the server's offset and count bounds lowered to 10 rows (10,000 in
+    production), every one of the 40 books is still found, and nothing is sent
+    twice."""
     from be.model import paging
     user, pw, store = ids()
     assert run(books40, user, pw, store).imported == 40
@@ -119,7 +120,7 @@ def test_command_line_run(tmp_path):
     user, pw, store = ids()
     argv = [sys.executable, "-m", "scripts.import_books", "--url", conf.URL, "--user", user,
             "--password", pw, "--store", store, "--file", str(path), "--stock", "3",
-            "--register", "--no-progress"]
+            "--register", "--no-progress", "--batch", "4"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "10 imported" in done.stdout
@@ -221,3 +222,136 @@ def test_real_course_sample():
     assert result.failed == [] and result.imported == result.total == len(file_rows(REAL_DB))
     assert_store_holds(REAL_DB, user, pw, store, 5)
     assert run(REAL_DB, user, pw, store, stock=5).imported == 0
+
+
+class Calls:
+    """Counts the importer's add_books calls and the books they carry; ``answer``
+    may replace the server's reply of a call (by call number, from 1)."""
+
+    def __init__(self, monkeypatch, answer=None):
+        self.sizes = []
+        real = Seller.add_books
+
+        def add_books(seller, store, books):
+            self.sizes.append(len(books))
+            faked = answer(len(self.sizes), books) if answer else None
+            return faked if faked is not None else real(seller, store, books)
+
+        monkeypatch.setattr(Seller, "add_books", add_books)
+
+
+def test_rows_go_in_batches_and_a_rerun_sends_none(books40, monkeypatch):
+    """Batches of at most BATCH books (here 15: 15 + 15 + 10); a re-run that finds
+    every book listed sends no batch at all."""
+    monkeypatch.setattr(ib, "BATCH", 15)
+    calls = Calls(monkeypatch)
+    user, pw, store = ids()
+    result = run(books40, user, pw, store, stock=2)
+    assert (result.imported, result.skipped, result.failed) == (40, 0, [])
+    assert sorted(calls.sizes) == [10, 15, 15]
+    calls.sizes.clear()
+    user2, pw2, store2 = ids()
+    assert run(books40, user2, pw2, store2, batch_size=12).imported == 40  # --batch 12
+    assert sorted(calls.sizes) == [4, 12, 12, 12]
+    assert_store_holds(books40, user, pw, store, 2)
+    calls.sizes.clear()
+    again = run(books40, user, pw, store, stock=2)
+    assert (again.imported, again.skipped, calls.sizes) == (0, 40, [])
+
+
+def test_a_batch_is_bounded_by_its_bytes_too(books40, monkeypatch):
+    """A batch closes before BATCH_BYTES of JSON; a book larger than that goes alone."""
+    rows = file_rows(books40)
+    with_picture = sum(1 for *_, p in rows if p is not None)
+    monkeypatch.setattr(ib, "BATCH_BYTES", 1)  # every book is over it: one per call
+    calls = Calls(monkeypatch)
+    user, pw, store = ids()
+    assert run(books40, user, pw, store).imported == 40
+    assert calls.sizes == [1] * 40 and with_picture
+    assert_store_holds(books40, user, pw, store, 100)
+
+
+def test_refused_rows_are_reported_and_the_others_imported(tmp_path, books40, capsys):
+    """A row the server refuses (here a price that is not a number and a title too
+    long) is reported with the server's reason, exit status 1; the rest of its batch
+    is listed."""
+    path = tmp_path / "flawed.db"
+    path.write_bytes(books40.read_bytes())
+    first, second = [r[0] for r in file_rows(path)[:2]]
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE book SET price = 'twelve' WHERE id = ?", (first,))
+        conn.execute("UPDATE book SET title = ? WHERE id = ?", ("t" * 10_001, second))
+    user, pw, store = ids()
+    code = ib.main(["--url", conf.URL, "--user", user, "--password", pw, "--store", store,
+                    "--file", str(path), "--register", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "38 imported, 0 already listed, 2 refused" in out
+    assert f"book {first}: refused with 400: invalid field 'book_info.price'" in err
+    assert f"book {second}: refused with 400: invalid field 'book_info.title'" in err
+    assert len(listed(user, pw, store)) == 38
+
+
+def test_a_batch_answered_503_is_sent_again(books40, monkeypatch):
+    """503 (the server's time budget ran out part-way: each book listed or not):
+    the importer sends the batch again, and the books the first try listed count
+    as done (516). Here the first try lists its first 5 books, then answers 503."""
+    monkeypatch.setattr(ib, "BATCH", 20)
+    monkeypatch.setattr(ib, "sleep", lambda s: None)
+    user, pw, store = ids()
+    real = Seller.add_books
+
+    def answer(n, books):
+        if n == 1:  # the first call: half done, then out of time
+            assert real(Seller(conf.URL, user, pw), store, books[:5])[0] == 200
+            return 503, {"message": "the database did not answer within the request's "
+                                    "time budget; retry"}
+        return None
+
+    calls = Calls(monkeypatch, answer)
+    result = run(books40, user, pw, store, workers=1)
+    assert (result.imported, result.skipped, result.failed) == (35, 5, [])
+    assert calls.sizes == [20, 20, 20]  # the first batch twice
+    assert_store_holds(books40, user, pw, store, 100)
+
+
+def test_a_batch_still_503_after_the_retries_is_reported(books40, monkeypatch):
+    monkeypatch.setattr(ib, "BATCH", 40)
+    monkeypatch.setattr(ib, "sleep", lambda s: None)
+    calls = Calls(monkeypatch, lambda n, books: (503, {"message": "busy; retry"}))
+    user, pw, store = ids()
+    result = run(books40, user, pw, store)
+    assert result.imported == 0 and len(result.failed) == 40
+    assert {(code, message) for _, code, message in result.failed} == {(503, "busy; retry")}
+    assert calls.sizes == [40] * (ib.RETRIES + 1)
+
+
+def test_one_request_at_a_time_against_the_embedded_engine(books40, monkeypatch, backend):
+    """By default the importer sends as many batches at a time as WORKERS says for
+    the engine the server's /health names: one on the embedded engine (more would
+    only wait in its queue ahead of other clients' requests)."""
+    expected = 1 if backend.engine.embedded is not None else 3
+    assert ib.server_workers(conf.URL) == expected
+    assert ib.server_workers("http://127.0.0.1:9/") == 2  # unreachable: a guess
+    pools = []
+    real = ib.ThreadPoolExecutor
+
+    def pool(max_workers):
+        pools.append(max_workers)
+        return real(max_workers=max_workers)
+
+    monkeypatch.setattr(ib, "ThreadPoolExecutor", pool)
+    user, pw, store = ids()
+    assert run(books40, user, pw, store).imported == 40
+    assert run(books40, user, pw, store, workers=3).skipped == 40
+    assert pools == [expected, 3]
+
+
+def test_bad_worker_and_batch_counts_are_refused(books40, capsys):
+    user, pw, store = ids()
+    for flag, value in (("--workers", "0"), ("--batch", "0"), ("--batch", "101")):
+        with pytest.raises(SystemExit) as exc:
+            ib.main(["--url", conf.URL, "--user", user, "--password", pw, "--store", store,
+                     "--file", str(books40), flag, value])
+        assert exc.value.code == 2
+        assert f"{flag} must be" in capsys.readouterr().err

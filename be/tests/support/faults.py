@@ -5,9 +5,10 @@ counts write calls (``WRITES``). At write number ``at`` it acts as ``when`` says
 
     before   raise Crash instead of sending the write (the process died first)
     after    send the write, then raise Crash (done, but the reply was lost)
-    first    a bulk_write of several operations applies only its first one, then
-             Crash (an unordered bulk cut short: any subset may land)
-    last     a bulk_write applies only its last operation, then Crash
+    first    a bulk_write (or insert_many) of several operations (documents)
+             applies only its first one, then Crash (an unordered bulk cut short:
+             any subset may land)
+    last     a bulk_write (insert_many) applies only its last one, then Crash
     stall    call ``action()`` and then send the write as if nothing happened
              (a request paused there while something else ran)
 
@@ -58,8 +59,9 @@ class FaultyDB:
     def _write(self, coll, method, call, args, kwargs):
         n = len(self.writes) + 1
         ops = None
-        if method == "bulk_write":
-            ops = list(kwargs.get("requests", args[0] if args else []))
+        bulk_arg = {"bulk_write": "requests", "insert_many": "documents"}.get(method)
+        if bulk_arg is not None:
+            ops = list(kwargs.get(bulk_arg, args[0] if args else []))
         self.writes.append((n, coll, method, None if ops is None else len(ops)))
         for op in ops or ():
             doc = getattr(op, "_doc", None)  # pymongo's UpdateOne keeps its update here
@@ -78,7 +80,7 @@ class FaultyDB:
             if ops is None or len(ops) < 2:
                 raise ValueError(f"write {n} ({coll}.{method}) is not a bulk of several operations")
             part = ops[:1] if when == "first" else ops[-1:]
-            rest = {k: v for k, v in kwargs.items() if k != "requests"}
+            rest = {k: v for k, v in kwargs.items() if k != bulk_arg}
             call(part, *args[1:], **rest)
             raise Crash(f"after part of write {n} ({coll}.{method})")
         if when == "after":
