@@ -43,10 +43,11 @@ TARGET_P99_X_P50 = 10.0
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m fe.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=("orders", "search", "durability", "restart"),
+    p.add_argument("--mode", choices=("orders", "search", "durability", "restart", "abuse"),
                    default="orders",
                    help="orders (this bench), search (fe.bench.search_bench), durability "
-                        "(fe.bench.durability) or restart (fe.bench.restart)")
+                        "(fe.bench.durability), restart (fe.bench.restart) or abuse "
+                        "(fe.bench.abuse)")
     p.add_argument("--url", default=None, help="server to load (default fe.conf.URL)")
     p.add_argument("--start-server", action="store_true",
                    help="serve an in-process server (waitress, free port, engine from the "
