@@ -147,6 +147,22 @@ def test_long_fields_keep_a_capped_number_of_distinct_terms():
     assert len(terms["terms"]) == len(set(terms["terms"]))
 
 
+def test_only_a_texts_first_index_chars_are_indexed_segmented_window_by_window():
+    """A text past INDEX_CHARS (a 1,000,000-character field) is indexed from its
+    start only; a long CJK run is cut SEGMENT_CHARS at a time, and every bigram,
+    those across two windows included, is a term until the cap."""
+    repeated = "的" * (search.INDEX_CHARS - 2) + "灯塔" + "尾声" * 10_000  # no cap reached
+    terms = search.text_terms(repeated, cap=10)
+    assert sorted(terms) == sorted(["的的", "的灯", "灯塔"]) and "塔尾" not in terms
+    assert search.text_terms(repeated, cap=10) == search.text_terms(repeated[:search.INDEX_CHARS],
+                                                                   cap=10)
+    boundary = "的" * (search.SEGMENT_CHARS - 1) + "灯塔"  # 灯 ends window 1, 塔 opens window 2
+    assert "灯塔" in search.text_terms(boundary, cap=10)
+    text = "".join(chr(0x4e00 + i) for i in range(20_000))
+    assert search.text_terms(text, cap=search.LONG_FIELD_CAP) == \
+        search.text_terms(text[:1_000], cap=search.LONG_FIELD_CAP)
+
+
 def test_query_units_follow_words_and_pair_lone_characters():
     assert search.query_units("三毛流浪记") == ["三毛", "流浪记"]
     assert search.query_units("人民共和国") == ["人民", "共和", "共和国"]
