@@ -94,13 +94,14 @@ def parse_args(argv=None):
 def start_server(threads, data_dir=None):
     """An in-process server as app.py makes it; (server, url, backend, sweeper).
     The embedded engine keeps its data in memory unless ``data_dir`` names a folder."""
-    from be.server import default_threads, make_server
+    from be.server import default_threads, make_server, tune_for_serving
     from be.api import create_app
     from be.backend import Backend
     from be.config import MEMORY, Settings
 
     backend = Backend(Settings.from_env(data_dir=data_dir or MEMORY))
     threads = threads or default_threads(backend)
+    tune_for_serving()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queueing is the load's point
     # poll: closing the server later cannot break a select() on its closed sockets
     srv = make_server(create_app(backend), "127.0.0.1", 0, threads, asyncore_use_poll=True)
