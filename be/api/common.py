@@ -136,6 +136,12 @@ def _checked(schema, source, check=None):
     return wrap
 
 
+def searching(view):
+    """Mark a view as a search: searches run one at a time (be.api._one_search_at_a_time)."""
+    view.searching = True
+    return view
+
+
 def parsed(schema, source=body):
     """Decorator: the view is called with the request parsed into ``schema`` (from
     the JSON body, or with ``source=query`` the query string) and its path

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 from flask import Blueprint, abort
 from pydantic import StringConstraints
 
-from be.api.common import backend, ok, parsed, query
+from be.api.common import backend, ok, parsed, query, searching
 from be.api.schemas import Id, ListingQuery, PageQuery
 from be.model import search
 
@@ -20,6 +20,7 @@ class SearchQuery(PageQuery):
 
 
 @bp.get("/search/books")
+@searching
 @parsed(SearchQuery, query)
 def search_books(a):
     hits, total, capped = search.search(backend(), a.q, a.fields, a.store_id, a.page,

@@ -9,7 +9,7 @@ import pytest
 
 from be.api import common, create_app
 from be.api import schemas as s
-from be.model import orders, stores, users
+from be.model import orders, search, stores, users
 
 pytestmark = pytest.mark.embedded_only  # it tests the embedded engine's request lock
 
@@ -125,3 +125,36 @@ def test_a_malformed_request_is_refused_while_another_holds_the_engine(ctx):
     assert [r.status_code for r in replies] == [400, 400]
     assert replies[0].get_json() == {"message": "request body must be a JSON object"}
     assert replies[1].get_json() == {"message": "missing field 'password'"}
+
+
+def test_searches_queue_for_their_lane_before_the_engine_lock(ctx, shop, monkeypatch):
+    """One search at a time (be.api._one_search_at_a_time): the lane is asked for
+    with the engine free, so a search waiting for it holds nobody up."""
+    lock = ctx.engine.embedded.lock
+    app = create_app(ctx)
+    seen = []
+
+    class Lane:
+        def __init__(self):
+            self.inner = threading.Lock()
+
+        def __enter__(self):
+            seen.append(("lane", lock._is_owned()))
+            self.inner.acquire()
+
+        def __exit__(self, *exc):
+            self.inner.release()
+
+    lane = app.extensions["bookstore_search_lane"] = Lane()
+    real = search.search
+
+    def searching(*args):
+        seen.append(("search", lane.inner.locked(), lock._is_owned()))
+        return real(*args)
+
+    monkeypatch.setattr(search, "search", searching)
+    reply = app.test_client().get("/search/books", query_string={"q": "三体"})
+    assert reply.status_code == 200 and reply.get_json()["total"] == 1
+    assert seen == [("lane", False), ("search", True, True)]
+    assert app.test_client().get("/books/b1").status_code == 200
+    assert len(seen) == 2  # only searches take the lane
