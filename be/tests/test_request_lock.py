@@ -127,9 +127,10 @@ def test_a_malformed_request_is_refused_while_another_holds_the_engine(ctx):
     assert replies[1].get_json() == {"message": "missing field 'password'"}
 
 
-def test_searches_queue_for_their_lane_before_the_engine_lock(ctx, shop, monkeypatch):
+def test_searches_queue_for_their_lane_and_hold_the_engine_per_call(ctx, shop, monkeypatch):
     """One search at a time (be.api._one_search_at_a_time): the lane is asked for
-    with the engine free, so a search waiting for it holds nobody up."""
+    with the engine free, so a search waiting for it holds nobody up; a search
+    holds the engine only for each of its reads, so others get it in between."""
     lock = ctx.engine.embedded.lock
     app = create_app(ctx)
     seen = []
@@ -152,9 +153,13 @@ def test_searches_queue_for_their_lane_before_the_engine_lock(ctx, shop, monkeyp
         seen.append(("search", lane.inner.locked(), lock._is_owned()))
         return real(*args)
 
+    reads = []
     monkeypatch.setattr(search, "search", searching)
+    ctx.engine.embedded.observer = lambda *call: reads.append(lock._is_owned())
     reply = app.test_client().get("/search/books", query_string={"q": "三体"})
+    ctx.engine.embedded.observer = None
     assert reply.status_code == 200 and reply.get_json()["total"] == 1
-    assert seen == [("lane", False), ("search", True, True)]
+    assert seen == [("lane", False), ("search", True, False)]
+    assert len(reads) >= 3 and not any(reads)  # each read takes the lock for itself
     assert app.test_client().get("/books/b1").status_code == 200
     assert len(seen) == 2  # only searches take the lane
