@@ -102,8 +102,10 @@ class LockedCollection:
                 result = attr(*args, **kwargs)
                 if isinstance(result, _mm_collection.Cursor):
                     # Materialise inside the lock: a cursor read later would
-                    # race with writers.
-                    result = list(result)
+                    # race with writers. In one call: mongomock's __next__ slices
+                    # its whole result list again for every document it returns
+                    # (a search's 500 candidates: 3-5 ms of 20).
+                    result = list(result._compute_results(with_limit_and_skip=True))
             return result
 
         # Built once per method: later calls find it on the instance and skip

@@ -101,11 +101,14 @@ INDEX_CHARS = 10_000
 SEGMENT_CHARS = 1_000
 # A search reads and ranks at most this many candidate descriptions, whatever the
 # query (see "Bounded work" above): over 10,000 books a broad word (小说: ~2,000
-# hits) took 270 ms to rank in full, p99 840 ms.
-MAX_CANDIDATES = 500
-# Candidates kept by description id between searches (_Candidates): 20 broad
-# words' worth, about 15 MB.
-CACHE_SIZE = 10_000
+# hits) took 270 ms to rank in full, p99 840 ms. 500 at first (issue 15); over
+# 40,000 books that was still 15-20 ms of CPU for a title word or an English word
+# (three tiers of reads, 500 candidates joined, read and ranked) and p99 60 ms on a
+# busy machine; with 200, 5-7 ms (doc/design.md, "Search: bounded work").
+MAX_CANDIDATES = 200
+# Candidates kept by description id between searches (_Candidates): 25 broad
+# words' worth, a few MB.
+CACHE_SIZE = 5_000
 EXACT_TITLE = "="  # ``ti:=<compact title>``: the exact-title key (no term holds "=")
 
 # Fields a hit shows from its description; the candidate read projects only these.
@@ -291,10 +294,14 @@ def _fold(text):
     return folded, _NOT_TOKEN_LINE.sub("", folded)
 
 
-def _words(text):
-    """The English words (and digit runs) of a normalized text, as indexed."""
-    return frozenset(m.group(2)[:MAX_TERM_CHARS] for m in _TOKEN.finditer(text)
-                     if m.group(2))
+def _word_pattern(unit):
+    """A regex finding the English word (or digit run) ``unit`` in a normalized
+    text as a whole token, as indexing cuts tokens (a unit of MAX_TERM_CHARS is a
+    token's cut prefix): one C search instead of a set of the text's words per
+    candidate (the English queries' largest cost)."""
+    token = rf"[^\W_{_CJK}]"
+    tail = rf"(?!{token})" if len(unit) < MAX_TERM_CHARS else ""
+    return re.compile(rf"(?<!{token}){re.escape(unit)}{tail}")
 
 
 def _is_cjk(unit):
@@ -317,20 +324,20 @@ def _ranker(units, fields, q_compact):
     author or tag equal to it, adds its weight again; then the number of (unit,
     field) matches; then book_id and the description's id. What depends on the
     query only (which units are CJK, the short fields) is worked out once here,
-    not per candidate: 500 candidates ranked in about half the time."""
+    not per candidate: candidates ranked in about half the time."""
     short = [f for f in fields if f in SHORT_FIELDS]
     long_weight = 1 if len(short) < len(fields) else 0
-    plan = [(unit, _is_cjk(unit)) for unit in units]
+    plan = [(unit, None if _is_cjk(unit) else _word_pattern(unit).search) for unit in units]
     weights = [(f, WEIGHTS[f]) for f in short]
 
     def rank(candidate):
         views = [(f, weight, candidate.view(f)) for f, weight in weights]
         score = places = 0
         best_fields = []
-        for unit, cjk in plan:
+        for unit, word_in in plan:
             best, best_weight = None, 0
             for f, weight, (text, _) in views:
-                if unit in text if cjk else unit in candidate.words(f):
+                if unit in text if word_in is None else word_in(text):
                     places += 1
                     if weight > best_weight:
                         best, best_weight = f, weight
@@ -352,14 +359,13 @@ def _ranker(units, fields, q_compact):
 
 
 class _Candidate:
-    """A candidate description as ranking reads it: its display fields (``doc``),
-    and each short field folded (``_fold``) and its words, made on first use."""
-    __slots__ = ("doc", "_views", "_words")
+    """A candidate description as ranking reads it: its display fields (``doc``)
+    and each short field folded (``_fold``), made on first use."""
+    __slots__ = ("doc", "_views")
 
     def __init__(self, doc):
         self.doc = doc
         self._views = {}
-        self._words = None
 
     def view(self, field):
         view = self._views.get(field)
@@ -367,22 +373,14 @@ class _Candidate:
             view = self._views[field] = _fold(_field_text(self.doc, field))
         return view
 
-    def words(self, field):
-        if self._words is None:
-            self._words = {}
-        words = self._words.get(field)
-        if words is None:
-            words = self._words[field] = _words(self.view(field)[0])
-        return words
-
 
 class _Candidates:
     """The last CACHE_SIZE candidates read, by description id. A description never
     changes once written (its id is the hash of what it says), so what was read of
     it, and its folded fields, hold for as long as it is kept, in every process and
-    on every engine. A broad word reads the same 500 candidates each time: from
-    here, without their 500 documents read and 1,500 fields folded again (7 of its
-    18 ms)."""
+    on every engine. A broad word reads the same candidates each time: from here,
+    without their documents read and their fields folded again (with 500
+    candidates, 7 of its 18 ms)."""
 
     def __init__(self, size):
         self.size = size
