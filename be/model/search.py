@@ -409,10 +409,6 @@ class _Candidates:
             while len(entries) > self.size:
                 entries.popitem(last=False)
 
-    def clear(self):
-        with self._lock:
-            self._entries.clear()
-
 
 _CANDIDATES = _Candidates(CACHE_SIZE)
 
@@ -488,6 +484,8 @@ def search(ctx, q, fields=None, store_id=None, page=1, page_size=20):
     hits = []
     for _, best, doc in window:
         hit = {f: doc.get(f) for f in DISPLAY}
+        if hit["tags"] is not None:
+            hit["tags"] = list(hit["tags"])  # the kept candidate's own stays as read
         rows = shown[doc["_id"]]
         if store_id is not None:
             (listing,) = rows

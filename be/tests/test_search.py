@@ -351,7 +351,7 @@ def small(ctx, make_user):
 
     def add(book_id, **info):
         stores.add_book(ctx, user, store, dict(info, id=book_id), 1)
-    return SimpleNamespace(ctx=ctx, add=add, store=store)
+    return SimpleNamespace(ctx=ctx, add=add, store=store, user=user)
 
 
 def test_ranking_title_above_author_and_tags_above_intros(small):
@@ -548,3 +548,20 @@ def test_every_descriptions_query_reads_at_most_the_cap(world):
     for args, kwargs in by_terms:
         assert kwargs.get("limit") == search.MAX_CANDIDATES
         assert (args[1] if len(args) > 1 else kwargs.get("projection")) == {"_id": 1}
+
+
+def test_kept_candidates_never_show_what_changed(small):
+    """Candidates are kept by description id between searches (descriptions never
+    change); what can change, the listings, is read every time, and a reply's
+    fields are the caller's own."""
+    small.add("k1", title="灯塔守望者", tags=["小说"])
+    small.add("k2", title="灯塔往事")
+    hits, _ = search.search_books(small.ctx, "灯塔")
+    assert [h["book_id"] for h in hits] == ["k1", "k2"]
+    hits[0]["tags"].append("defaced")
+    stores.unlist_book(small.ctx, small.user, small.store, "k2")
+    hits, total = search.search_books(small.ctx, "灯塔")
+    assert [h["book_id"] for h in hits] == ["k1"] and total == 1
+    assert hits[0]["tags"] == ["小说"]
+    stores.set_price(small.ctx, small.user, small.store, "k1", 777)
+    assert search.search_books(small.ctx, "灯塔")[0][0]["price"] == 777
