@@ -101,10 +101,12 @@ def default_threads(backend):
     paid a whole fsync alone, 64 paid orders/s at 16 clients against 80-110 with 4
     or 8). With one thread everyone else waited for all of that too: 4 threads of
     wrong-password logins held a GET /buyer/balance up 580 ms at p50 (issue "No
-    request may stall the shop"). The price is the lock and GIL hand-offs between
+    request may stall the shop"). The price was the lock and GIL hand-offs between
     threads: in memory, 8 threads gave 225-285 paid orders/s at 16 and 64 clients
-    where 1 gave 300-370 (issue 7). waitress reads and buffers every request and
-    reply in its own I/O thread, so a slow client never holds one."""
+    where 1 gave 300-370 (issue 7); with the 1 ms switch interval
+    (tune_for_serving), 259-328 against 193-240 with 1 (two runs each, a busy
+    2-core machine). waitress reads and buffers every request and reply in its
+    own I/O thread, so a slow client never holds one."""
     return 8
 
 
