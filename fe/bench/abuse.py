@@ -51,6 +51,7 @@ average is printed with the table, and figures are worth taking twice
 (``--rounds 2``).
 """
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -172,19 +173,16 @@ class GilWatch:
         self._stop.set()
 
 
+@contextlib.contextmanager
 def _with_hash(backend, password_hash):
     """Accounts made in bulk share one precomputed hash: register otherwise spends
-    a scrypt (~100 ms) on each of thousands of accounts."""
+    a scrypt (~100 ms) on each of hundreds of accounts."""
     real = backend.passwords.hash
     backend.passwords.hash = lambda password: password_hash
-
-    class Restore:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            backend.passwords.hash = real
-    return Restore()
+    try:
+        yield
+    finally:
+        backend.passwords.hash = real
 
 
 def setup(args, out):
@@ -208,8 +206,8 @@ def setup(args, out):
     seller = "abuse_seller"
     users.register(ctx, seller, ABUSE_PASSWORD)
     stores.create_store(ctx, seller, "abuse_store")
-    # Enough fresh accounts for every login phase: 4 threads x ~10 tries/s x 5 s
-    # per account change. Each gets only 5 wrong tries, so no account is locked.
+    # Fresh accounts for every login phase of every round, at up to 40 tries/s per
+    # thread (a scrypt is ~100 ms: 10/s) and 5 tries per account, so none is locked.
     accounts = [f"abuse_login_{n}" for n in range(
         int(args.abuse_threads * 40 * args.seconds * args.rounds / 5) + 50)]
     with _with_hash(ctx, ctx.passwords.hash(ABUSE_PASSWORD)):
@@ -239,8 +237,7 @@ def rss_mb():
 
 def _session():
     import requests
-    s = requests.Session()
-    return s
+    return requests.Session()
 
 
 def _victim(url, seconds, go, results):

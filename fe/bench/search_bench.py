@@ -278,8 +278,6 @@ def print_result(r, out=print):
 
 
 def run(args, out=print):
-    from be.server import tune_for_serving
-    tune_for_serving()  # the process settings of a server: GIL switch interval, frozen GC
     probe = Settings.from_env()
     out(f"search bench: {'HTTP GET /search/books (in-process waitress)' if args.http else 'model layer (be.model.search.search_books)'}, "
         f"{'embedded mongomock engine' if probe.embedded else 'MongoDB at ' + probe.mongodb_uri}, "
@@ -310,6 +308,8 @@ def run(args, out=print):
 
 
 def main(argv=None):
+    from be.server import tune_for_serving
+    tune_for_serving()  # the process settings of a server: GIL switch interval, frozen GC
     run(parse_args(argv))
     return 0
 
