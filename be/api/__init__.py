@@ -38,7 +38,7 @@ def create_app(backend):
         app.register_blueprint(module.bp)
     if backend.engine.embedded is not None:
         _one_request_at_a_time(app, backend.engine.embedded)
-    _one_search_at_a_time(app)
+        _one_search_at_a_time(app)
 
     @app.get("/ping")
     def ping():
@@ -136,8 +136,10 @@ def _one_request_at_a_time(app, engine):
 
 
 def _one_search_at_a_time(app):
-    """Views marked ``searching`` (be.api.common.searching: book search) run one at
-    a time in the process, queued before the engine's lock is asked for.
+    """Embedded engine: views marked ``searching`` (be.api.common.searching: book
+    search) run one at a time in the process, queued before the engine's lock is
+    asked for. (On MongoDB a search waits for the database part of its time, and
+    searches overlap those waits.)
 
     A search is 10-20 ms of Python over 40,000 books, all of it needing the one
     GIL, and on the embedded engine most of it the engine too. Run side by side,

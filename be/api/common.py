@@ -137,9 +137,9 @@ def _checked(schema, source, check=None):
 
 
 def searching(view):
-    """Mark a view as a search: searches run one at a time
-    (be.api._one_search_at_a_time) and, on the embedded engine, hold its lock per
-    database call, not for the whole request (they only read)."""
+    """Mark a view as a search: on the embedded engine searches run one at a time
+    (be.api._one_search_at_a_time) and hold its lock per database call, not for
+    the whole request (they only read)."""
     view.searching = True
     return view
 
