@@ -9,17 +9,29 @@ hash (new password) makes the entry stale automatically.
 import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
 
+def default_slots():
+    """Slow hashes run at once: every core but one (at least one), so a flood of
+    logins with wrong passwords (each a full scrypt, ~100 ms of a core) leaves a
+    core to everything else. On 2 cores, 4 threads of such logins held the other
+    requests up 300-600 ms at p50 when all four hashed at once."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 class PasswordHasher:
-    def __init__(self, method="scrypt:32768:8:1", cache_size=100_000, outside=None):
+    def __init__(self, method="scrypt:32768:8:1", cache_size=100_000, outside=None,
+                 slots=None):
         self.method = method
-        # the slow hash runs inside ``outside()``: the embedded engine's lock let go
+        # the slow hash runs inside ``outside()``: the embedded engine's lock let go;
+        # and holding one of ``slots`` (default_slots): the others queue for it
         self._outside = outside or contextlib.nullcontext
+        self._slots = threading.BoundedSemaphore(slots or default_slots())
         self._key = secrets.token_bytes(32)
         self._verified = {}
         self._cache_size = cache_size
@@ -27,11 +39,11 @@ class PasswordHasher:
         self._dummy_hash = None
 
     def hash(self, password):
-        with self._outside():
+        with self._outside(), self._slots:
             return generate_password_hash(password, method=self.method)
 
     def _check(self, stored_hash, password):
-        with self._outside():
+        with self._outside(), self._slots:
             return check_password_hash(stored_hash, password)
 
     def _dummy(self):

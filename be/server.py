@@ -10,6 +10,7 @@ used and the timeout sweep runs in this process.
 """
 import argparse
 import errno
+import gc
 import json
 import logging
 import signal
@@ -89,21 +90,32 @@ class Channel(HTTPChannel):
 
 
 def default_threads(backend):
-    """Request threads when --threads is not given. A real MongoDB serves requests
-    concurrently: 8. The embedded engine runs one request at a time (its lock,
-    be.api._one_request_at_a_time): in memory 1, since every further thread only
-    adds lock and GIL hand-offs (the bench at 16 and 64 clients: 225-285 paid
-    orders/s with 8 threads, 265-320 with 2, 300-370 with 1). With a data folder
-    8: each reply waits for its journal fsync with the engine released (1 ms on an
-    idle development machine, 5-10 ms under load), and the other threads' requests
-    run meanwhile and share the next fsync; with 1 thread every request pays a whole
-    fsync alone (the bench at 16 clients: 64 paid orders/s with 1 thread, 80-110
-    with 4 or 8, against 85-150 in memory on the same busy machine). waitress reads
-    and buffers every request and reply in its own I/O thread, so a slow client
-    never holds it."""
-    if not backend.settings.embedded:
-        return 8
-    return 8 if backend.settings.persistent else 1
+    """Request threads when --threads is not given: 8, on every engine.
+
+    A real MongoDB serves requests concurrently. The embedded engine runs one
+    request's database calls at a time (its lock, be.api._one_request_at_a_time),
+    but a request also waits with the lock let go: for a password hash (~100 ms of
+    scrypt), the segmentation of a long text, the parsing of a large body, and,
+    with a data folder, its journal fsync (1 ms on an idle machine, 5-10 ms under
+    load, shared by the requests finishing together: with 1 thread every request
+    paid a whole fsync alone, 64 paid orders/s at 16 clients against 80-110 with 4
+    or 8). With one thread everyone else waited for all of that too: 4 threads of
+    wrong-password logins held a GET /buyer/balance up 580 ms at p50 (issue "No
+    request may stall the shop"). The price was the lock and GIL hand-offs between
+    threads: in memory, 8 threads gave 225-285 paid orders/s at 16 and 64 clients
+    where 1 gave 300-370 (issue 7); with the 1 ms switch interval
+    (tune_for_serving), 259-328 against 193-240 with 1 (two runs each, a busy
+    2-core machine). waitress reads and buffers every request and reply in its
+    own I/O thread, so a slow client never holds one."""
+    return 8
+
+
+# What waitress's I/O loop reads from a socket at a time (its default: 8 KiB).
+# That loop reads every request for every thread, holding the GIL between reads:
+# a 33 MB body (add_book with long texts) cost it 4,000 turns and 59 ms of CPU,
+# with 64 KiB 500 turns and 28 ms. Below glibc's mmap threshold (128 KiB), so a
+# read of a small request costs no more than before.
+RECV_BYTES = 64 * 1024
 
 
 def make_server(app, host="127.0.0.1", port=0, threads=8, **options):
@@ -111,6 +123,7 @@ def make_server(app, host="127.0.0.1", port=0, threads=8, **options):
     the bench serves through this too. Its task queue and busy threads are the
     gauges bookstore_request_queue_depth and bookstore_request_threads_busy."""
     sockets = {}
+    options.setdefault("recv_bytes", RECV_BYTES)
     server = create_server(app, map=sockets, host=host, port=port, threads=threads,
                            ident="bookstore", **options)
     for listener in sockets.values():  # one per address ("localhost" may give two)
@@ -120,13 +133,55 @@ def make_server(app, host="127.0.0.1", port=0, threads=8, **options):
     return server
 
 
+# How long a thread may keep the interpreter (GIL) while another waits for it;
+# Python's default is 5 ms.
+SWITCH_INTERVAL_S = 0.001
+
+
+def tune_for_serving():
+    """The process-wide settings of a serving process (``serve`` and the benches'
+    servers; not the tests').
+
+    Every request thread, waitress's I/O loop and the sweeper share one GIL, and a
+    request waiting for it gets it only when the holder's switch interval is up: a
+    GET /buyer/balance (1.2 ms of work, a dozen hand-offs between waitress's loop
+    and its request thread) took 35 ms at p99, 230 ms at worst, next to a 33 MB
+    add_book being parsed; with 1 ms, 10 ms and 26 ms. And the long-lived objects
+    are frozen (``freeze_survivors``)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    freeze_survivors()
+
+
+def freeze_survivors():
+    """Keep the garbage collector's full passes short, for the life of the process.
+
+    The embedded engine keeps the shop in Python objects: 40,000 books are some
+    400,000 containers holding 12 million references (documents, search terms,
+    index maps), and a full collection walks all of them with every thread
+    stopped: 0.3-1.1 s, each time the long-lived objects grew by a quarter. So
+    what lives now is frozen (``gc.freeze``: later collections skip it), and so is
+    what survives each later full collection: a full pass then walks only what was
+    made since the one before. A reference cycle among frozen objects that later
+    becomes garbage is not reclaimed; the engine's documents and maps hold none
+    (they are freed by reference counting). Servers and benches call this, not
+    tests."""
+    gc.collect()
+    gc.freeze()
+    if _freeze_after_full not in gc.callbacks:
+        gc.callbacks.append(_freeze_after_full)
+
+
+def _freeze_after_full(phase, info):
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Bookstore API server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=None,
-                        help="request threads (default: 8 with MongoDB, 1 on the embedded "
-                             "engine, which runs one request at a time)")
+                        help="request threads (default: 8)")
     parser.add_argument("--demo", action="store_true",
                         help="start with a generated store, a seller and a funded buyer")
     where = parser.add_mutually_exclusive_group()
@@ -180,6 +235,7 @@ def serve(backend, host="127.0.0.1", port=5000, threads=None, demo=False):
         print(demo_data.instructions(demo_data.setup(backend), f"http://{host}:{port}/"),
               flush=True)
     threads = threads or default_threads(backend)
+    tune_for_serving()
     try:
         server = make_server(app, host, port, threads)
     except OSError as exc:

@@ -13,9 +13,9 @@ Ready means both of:
 Both replies are JSON with the details; /ready answers 503 and says why when a
 check fails. These views take no engine lock for the request (be.api registers
 them after ``_one_request_at_a_time``): /ready takes it itself, with a timeout.
-On the embedded engine the server has one request thread by default, so a request
-that never ends leaves /ready (like every call) unanswered: the probe's own
-timeout is then the answer.
+On the embedded engine a request that never ends holds the lock: /ready, on
+another request thread, answers 503 after its timeout (when every request thread
+is taken, it is not answered at all: the probe's own timeout is then the answer).
 """
 import time
 

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 from flask import Blueprint, abort
 from pydantic import StringConstraints
 
-from be.api.common import backend, ok, query
+from be.api.common import backend, ok, parsed, query, searching
 from be.api.schemas import Id, ListingQuery, PageQuery
 from be.model import search
 
@@ -20,8 +20,9 @@ class SearchQuery(PageQuery):
 
 
 @bp.get("/search/books")
-def search_books():
-    a = query(SearchQuery)
+@searching
+@parsed(SearchQuery, query)
+def search_books(a):
     hits, total, capped = search.search(backend(), a.q, a.fields, a.store_id, a.page,
                                         a.page_size)
     return ok(books=hits, total=total, total_is_lower_bound=capped, page=a.page,
@@ -29,14 +30,14 @@ def search_books():
 
 
 @bp.get("/books/<book_id>")
-def get_book(book_id):
-    a = query(ListingQuery)
+@parsed(ListingQuery, query)
+def get_book(a, book_id):
     return ok(book=search.get_book(backend(), book_id, a.store_id))
 
 
 @bp.get("/books/<book_id>/pictures/<int:n>")
-def get_picture(book_id, n):
-    a = query(ListingQuery)
+@parsed(ListingQuery, query)
+def get_picture(a, book_id, n):
     picture = search.get_picture(backend(), book_id, n, a.store_id)
     if picture is None:
         where = f" in store {a.store_id}" if a.store_id is not None else ""

@@ -102,8 +102,10 @@ class LockedCollection:
                 result = attr(*args, **kwargs)
                 if isinstance(result, _mm_collection.Cursor):
                     # Materialise inside the lock: a cursor read later would
-                    # race with writers.
-                    result = list(result)
+                    # race with writers. In one call: mongomock's __next__ slices
+                    # its whole result list again for every document it returns
+                    # (a search's 500 candidates: 3-5 ms of 20).
+                    result = list(result._compute_results(with_limit_and_skip=True))
             return result
 
         # Built once per method: later calls find it on the instance and skip
@@ -167,6 +169,21 @@ class EmbeddedEngine:
         request could see. Raises errors.NotDurable when it cannot be. While it
         does CPU work that reads no data (``cpu_work``) the lock is let go."""
         return _Request(self)
+
+    @contextlib.contextmanager
+    def reading(self):
+        """A context for a request that only reads and does not hold the engine:
+        each of its database calls takes the lock for itself, so other requests
+        get the engine between them (a search's reads of 500 candidates are held
+        a few ms each instead of together). On leaving it (data folder only) the
+        reply waits until the journal is durable up to everything appended so
+        far, which holds everything the request could have read: a change is
+        appended before the lock that made it is released."""
+        try:
+            yield
+        finally:
+            if self.storage is not None:
+                self.storage.journal.sync()
 
     @contextlib.contextmanager
     def cpu_work(self):

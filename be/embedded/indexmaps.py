@@ -352,9 +352,12 @@ def _index_plan(store, filter):
             return [], filter
 
     # natural order: by insertion rank, or a walk of the store when most match
+    # (lazy: a limited read stops at its last document, as a real index scan does;
+    # the first 500 of 11,000 search candidates among 40,000 books walked 2,000
+    # documents instead of 40,000)
     documents = store._documents
     if len(candidates) * 8 > len(documents):
-        docs = [doc for key, doc in documents.items() if key in candidates]
+        docs = (doc for key, doc in documents.items() if key in candidates)
     else:
         seq = state.seq
         docs = [documents[key] for key in sorted(candidates, key=seq.__getitem__)]

@@ -66,7 +66,7 @@ import logging
 import re
 import threading
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 
 import jieba
 
@@ -91,10 +91,25 @@ MAX_TERM_CHARS = 32
 MAX_QUERY_CHARS = 256
 MAX_QUERY_UNITS = 24
 SNIPPET_CHARS = 60
+# Indexing reads at most the first INDEX_CHARS characters of a field, and gives
+# jieba at most SEGMENT_CHARS characters of a CJK run at a time (its cut builds a
+# graph of the whole text it is given first). Every field of the course's 100 real
+# books reaches its cap, or its end, within its first 1,000 characters, so their
+# terms are as before; a text of 1,000,000 CJK characters took 3-7 s to segment
+# (an add_book of five took 15 s), and now stops at the cap after about 2,000
+# characters (4 ms), or after INDEX_CHARS (about 25 ms) if it repeats itself.
+INDEX_CHARS = 10_000
+SEGMENT_CHARS = 1_000
 # A search reads and ranks at most this many candidate descriptions, whatever the
 # query (see "Bounded work" above): over 10,000 books a broad word (小说: ~2,000
-# hits) took 270 ms to rank in full, p99 840 ms.
-MAX_CANDIDATES = 500
+# hits) took 270 ms to rank in full, p99 840 ms. 500 at first (issue 15); over
+# 40,000 books that was still 15-20 ms of CPU for a title word or an English word
+# (three tiers of reads, 500 candidates joined, read and ranked) and p99 60 ms on a
+# busy machine; with 200, 5-7 ms (doc/design.md, "Search: bounded work").
+MAX_CANDIDATES = 200
+# Candidates kept by description id between searches (_Candidates): 25 broad
+# words' worth, a few MB.
+CACHE_SIZE = 5_000
 EXACT_TITLE = "="  # ``ti:=<compact title>``: the exact-title key (no term holds "=")
 
 # Fields a hit shows from its description; the candidate read projects only these.
@@ -106,6 +121,7 @@ JOIN_FIELDS = {"desc": 1, "store_id": 1, "price": 1, "stock_level": 1, "_id": 0}
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
 _NOT_TOKEN = re.compile(rf"[^\w{_CJK}]|_")  # what _TOKEN never matches
+_NOT_TOKEN_LINE = re.compile(rf"[^\w\n{_CJK}]|_")  # the same, but line breaks
 
 _init_lock = threading.Lock()
 _ready = False
@@ -146,7 +162,9 @@ def _field_text(info, field):
 # ---------------------------------------------------------------- indexing
 
 def text_terms(text, short=False, cap=None):
-    """The distinct terms of ``text``, in the order they first occur."""
+    """The distinct terms of ``text``, in the order they first occur: of its first
+    INDEX_CHARS characters, CJK runs segmented SEGMENT_CHARS at a time, stopping
+    once ``cap`` terms are found."""
     seg = _jieba()
     seen = {}
     limit = cap or SHORT_FIELD_CAP
@@ -156,21 +174,25 @@ def text_terms(text, short=False, cap=None):
         if len(seen) < limit and term not in seen:
             seen[term] = None
 
-    for cjk, run in _tokens(normalize(text)):
+    for cjk, run in _tokens(normalize(text[:INDEX_CHARS])):
+        if len(seen) >= limit:
+            break
         if not cjk:
             add(run)
             continue
-        for word in _run_words(seg, run):
-            add(word)
-        for i in range(len(run) - 1):
-            add(run[i:i + 2])
-        if short:
-            for ch in run:
-                add(ch)
-        elif len(run) == 1:
+        for at in range(0, len(run), SEGMENT_CHARS):
+            if len(seen) >= limit:
+                break
+            window = run[at:at + SEGMENT_CHARS]
+            for word in _run_words(seg, window):
+                add(word)
+            for i in range(at, min(at + SEGMENT_CHARS, len(run) - 1)):
+                add(run[i:i + 2])  # the last one spans into the next window
+            if short:
+                for ch in window:
+                    add(ch)
+        if not short and len(run) == 1:
             add(run)
-        if len(seen) >= limit:
-            break
     return list(seen)
 
 
@@ -201,7 +223,7 @@ def index_fields(info):
         short = field in SHORT_FIELDS
         cap = SHORT_FIELD_CAP if short else LONG_FIELD_CAP
         terms.extend(f"{code}:{t}" for t in text_terms(_field_text(info, field), short, cap))
-    title = _View(_field_text(info, "title")).compact
+    title = _fold(_field_text(info, "title"))[1]
     if title:
         terms.append(exact_title_key(title))
     return {"terms": terms}
@@ -284,22 +306,22 @@ def book_filter(units, fields):
     return query
 
 
-class _View:
-    """A short field of a candidate, folded like the index folds it."""
-    __slots__ = ("text", "compact", "_words")
+def _fold(text):
+    """(normalized, compact) of a short field, folded as the index folds it: the
+    compact form keeps letters, digits and CJK only (one line per tag). A plain
+    tuple of strings: the collector stops tracking it."""
+    folded = normalize(text)
+    return folded, _NOT_TOKEN_LINE.sub("", folded)
 
-    def __init__(self, text):
-        self.text = normalize(text)
-        self.compact = "\n".join(_compact(line) for line in self.text.split("\n"))
-        self._words = None
 
-    def has(self, unit):
-        if _is_cjk(unit):
-            return unit in self.text
-        if self._words is None:
-            self._words = {m.group(2)[:MAX_TERM_CHARS]
-                           for m in _TOKEN.finditer(self.text) if m.group(2)}
-        return unit in self._words
+def _word_pattern(unit):
+    """A regex finding the English word (or digit run) ``unit`` in a normalized
+    text as a whole token, as indexing cuts tokens (a unit of MAX_TERM_CHARS is a
+    token's cut prefix): one C search instead of a set of the text's words per
+    candidate (the English queries' largest cost)."""
+    token = rf"[^\W_{_CJK}]"
+    tail = rf"(?!{token})" if len(unit) < MAX_TERM_CHARS else ""
+    return re.compile(rf"(?<!{token}){re.escape(unit)}{tail}")
 
 
 def _is_cjk(unit):
@@ -313,32 +335,102 @@ def _compact(text):
     return _NOT_TOKEN.sub("", normalize(text))
 
 
-def _rank(doc, units, fields, q_compact):
-    """(sort key, best field per unit) of a candidate. The key orders: the
-    exact title first; then the score: each unit adds the weight of the best
-    chosen field holding it (a long field when no short one does), and each
-    short field holding the whole query as one phrase, or an author or tag
-    equal to it, adds its weight again; then the number of (unit, field)
-    matches; then book_id and the description's id."""
-    views = {f: _View(_field_text(doc, f)) for f in fields if f in SHORT_FIELDS}
-    long_weight = 1 if any(f not in SHORT_FIELDS for f in fields) else 0
-    score = places = 0
-    best_fields = []
-    for unit in units:
-        hits = [f for f, v in views.items() if v.has(unit)]
-        places += len(hits)
-        best = max(hits, key=WEIGHTS.get) if hits else None
-        score += WEIGHTS[best] if best else long_weight
-        best_fields.append(best)
-    for f, view in views.items():
-        if q_compact and q_compact in view.compact:
-            score += WEIGHTS[f]
-    if "author" in views and views["author"].compact == q_compact:
-        score += WEIGHTS["author"]
-    if "tags" in views and q_compact in views["tags"].compact.split("\n"):
-        score += WEIGHTS["tags"]
-    exact = "title" in views and views["title"].compact == q_compact
-    return (-int(exact), -score, -places, doc["book_id"], doc["_id"]), best_fields
+def _ranker(units, fields, q_compact):
+    """The ranking of one query: a function of a candidate (display fields) giving
+    (sort key, best field per unit). The key orders: the exact title first; then
+    the score: each unit adds the weight of the best chosen field holding it (a
+    long field when no short one does; between fields of one weight, the first
+    chosen), and each short field holding the whole query as one phrase, or an
+    author or tag equal to it, adds its weight again; then the number of (unit,
+    field) matches; then book_id and the description's id. What depends on the
+    query only (which units are CJK, the short fields) is worked out once here,
+    not per candidate: candidates ranked in about half the time."""
+    short = [f for f in fields if f in SHORT_FIELDS]
+    long_weight = 1 if len(short) < len(fields) else 0
+    plan = [(unit, None if _is_cjk(unit) else _word_pattern(unit).search) for unit in units]
+    weights = [(f, WEIGHTS[f]) for f in short]
+
+    def rank(candidate):
+        views = [(f, weight, candidate.view(f)) for f, weight in weights]
+        score = places = 0
+        best_fields = []
+        for unit, word_in in plan:
+            best, best_weight = None, 0
+            for f, weight, (text, _) in views:
+                if unit in text if word_in is None else word_in(text):
+                    places += 1
+                    if weight > best_weight:
+                        best, best_weight = f, weight
+            score += best_weight if best else long_weight
+            best_fields.append(best)
+        exact = False
+        for f, weight, (_, compact) in views:
+            if q_compact and q_compact in compact:
+                score += weight
+            if f == "author" and compact == q_compact:
+                score += weight
+            elif f == "tags" and q_compact in compact.split("\n"):
+                score += weight
+            elif f == "title":
+                exact = compact == q_compact
+        doc = candidate.doc
+        return (-int(exact), -score, -places, doc["book_id"], doc["_id"]), best_fields
+    return rank
+
+
+class _Candidate:
+    """A candidate description as ranking reads it: its display fields (``doc``)
+    and each short field folded (``_fold``), made on first use."""
+    __slots__ = ("doc", "_views")
+
+    def __init__(self, doc):
+        self.doc = doc
+        self._views = {}
+
+    def view(self, field):
+        view = self._views.get(field)
+        if view is None:
+            view = self._views[field] = _fold(_field_text(self.doc, field))
+        return view
+
+
+class _Candidates:
+    """The last CACHE_SIZE candidates read, by description id. A description never
+    changes once written (its id is the hash of what it says), so what was read of
+    it, and its folded fields, hold for as long as it is kept, in every process and
+    on every engine. A broad word reads the same candidates each time: from here,
+    without their documents read and their fields folded again (with 500
+    candidates, 7 of its 18 ms)."""
+
+    def __init__(self, size):
+        self.size = size
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, ids):
+        """({id: candidate} of those kept, [ids not kept])."""
+        found, missing = {}, []
+        with self._lock:
+            entries = self._entries
+            for i in ids:
+                candidate = entries.get(i)
+                if candidate is None:
+                    missing.append(i)
+                else:
+                    entries.move_to_end(i)
+                    found[i] = candidate
+        return found, missing
+
+    def keep(self, candidates):
+        with self._lock:
+            entries = self._entries
+            for candidate in candidates:
+                entries[candidate.doc["_id"]] = candidate
+            while len(entries) > self.size:
+                entries.popitem(last=False)
+
+
+_CANDIDATES = _Candidates(CACHE_SIZE)
 
 
 def _snippet(text, units):
@@ -392,8 +484,9 @@ def search(ctx, q, fields=None, store_id=None, page=1, page_size=20):
             units = fragments
             candidates, shown, capped = _matches(ctx, units, fields, store_id, q_compact)
 
-    ranked = sorted((_rank(d, units, fields, q_compact) + (d,) for d in candidates),
-                    key=lambda r: r[0])
+    rank = _ranker(units, fields, q_compact)
+    with ctx.cpu_work():  # ranking reads no data: the engine is let go meanwhile
+        ranked = sorted((rank(c) + (c.doc,) for c in candidates), key=lambda r: r[0])
     total = len(ranked)
     start = (page - 1) * page_size
     window = ranked[start:start + page_size]
@@ -411,6 +504,8 @@ def search(ctx, q, fields=None, store_id=None, page=1, page_size=20):
     hits = []
     for _, best, doc in window:
         hit = {f: doc.get(f) for f in DISPLAY}
+        if hit["tags"] is not None:
+            hit["tags"] = list(hit["tags"])  # the kept candidate's own stays as read
         rows = shown[doc["_id"]]
         if store_id is not None:
             (listing,) = rows
@@ -462,14 +557,12 @@ def _candidate_ids(ctx, units, fields, q_compact):
 
 
 def _matches(ctx, units, fields, store_id, q_compact=""):
-    """(candidate descriptions (display fields only) that a listing on sale
-    shows (in ``store_id``, if given); those listings by description id,
-    ordered by store; capped: whether more descriptions match than were read)."""
+    """(candidates (_Candidate: display fields) that a listing on sale shows (in
+    ``store_id``, if given); those listings by description id, ordered by store;
+    capped: whether more descriptions match than were read). The display fields
+    are read only for candidates some listing shows, and only for those not kept
+    from an earlier search (_CANDIDATES)."""
     ids, capped = _candidate_ids(ctx, units, fields, q_compact)
-    candidates = []
-    for at in range(0, len(ids), JOIN_BATCH):
-        candidates.extend(ctx.db.descriptions.find({"_id": {"$in": ids[at:at + JOIN_BATCH]}},
-                                                   dict.fromkeys(DISPLAY, 1)))
     shown = defaultdict(list)
     for at in range(0, len(ids), JOIN_BATCH):
         query = {"desc": {"$in": ids[at:at + JOIN_BATCH]}, "on_sale": True}
@@ -479,7 +572,13 @@ def _matches(ctx, units, fields, store_id, q_compact=""):
             shown[row["desc"]].append(row)
     for rows in shown.values():
         rows.sort(key=lambda r: r["store_id"])
-    return [d for d in candidates if d["_id"] in shown], shown, capped
+    found, missing = _CANDIDATES.take([i for i in ids if i in shown])
+    read = []
+    for at in range(0, len(missing), JOIN_BATCH):
+        read.extend(_Candidate(doc) for doc in ctx.db.descriptions.find(
+            {"_id": {"$in": missing[at:at + JOIN_BATCH]}}, dict.fromkeys(DISPLAY, 1)))
+    _CANDIDATES.keep(read)
+    return list(found.values()) + read, shown, capped
 
 
 def _hit_snippet(doc, long_doc, best, units, long_fields):

@@ -94,26 +94,3 @@ def test_outside_a_request_nothing_is_let_go(ctx):
         t.start()
         t.join()
     assert taken == [False]
-
-
-def test_a_large_body_is_parsed_with_the_lock_let_go(ctx, monkeypatch):
-    """json.loads and the schema of a body over LARGE_BODY_BYTES (a 100-book
-    add_books, a 64 MiB add_book: ~10 ms per MiB) run while other requests go on;
-    a small body is parsed under the request's hold, as before (a hand-off would
-    cost more than the parse)."""
-    from be.api import common, create_app
-    lock = ctx.engine.embedded.lock
-    seen = []
-    real = common._body
-
-    def spy(schema):
-        seen.append(lock._is_owned())
-        return real(schema)
-
-    monkeypatch.setattr(common, "_body", spy)
-    client = create_app(ctx).test_client()
-    small = {"user_id": "cpu_small", "password": "p"}
-    assert client.post("/auth/register", json=small).status_code == 200
-    large = {"user_id": "cpu_large", "password": "p", "padding": "x" * common.LARGE_BODY_BYTES}
-    assert client.post("/auth/register", json=large).status_code == 200
-    assert seen == [True, False]

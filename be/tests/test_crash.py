@@ -443,7 +443,7 @@ def test_every_operation_has_crash_points():
     # a listing's writes: its pictures (one bulk), its description, then the listing
     for name in ("add_book", "update_book"):
         assert [(c, m, size) for _, c, m, size in WRITES[name]] == [
-            ("pictures", "bulk_write", 2), ("descriptions", "update_one", None),
+            ("pictures", "bulk_write", 2), ("descriptions", "insert_one", None),
             ("listings", "insert_one" if name == "add_book" else "update_one", None)], name
 
 

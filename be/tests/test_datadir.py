@@ -350,14 +350,21 @@ def test_a_reply_waits_until_its_changes_are_on_disk(tmp_path, monkeypatch):
     reader = threading.Thread(target=lambda: replies.setdefault("read", client.get(
         "/buyer/orders", query_string={"user_id": "buyer"}, headers={"token": token})))
     reader.start()
+    # a search holds the engine per read, not for the request: it waits all the same
+    searcher = threading.Thread(target=lambda: replies.setdefault("search", client.get(
+        "/search/books", query_string={"q": "one"})))
+    searcher.start()
     writer.join(0.5)
     reader.join(0.5)
-    assert writer.is_alive() and reader.is_alive()  # neither answers before the disk
+    searcher.join(0.5)
+    # none answers before the disk
+    assert writer.is_alive() and reader.is_alive() and searcher.is_alive()
     assert not replies
     release.set()
-    writer.join(30)
-    reader.join(30)
+    for thread in (writer, reader, searcher):
+        thread.join(30)
     assert replies["funds"].status_code == 200 and replies["read"].status_code == 200
+    assert replies["search"].status_code == 200 and replies["search"].get_json()["total"] == 1
     ctx.close()
 
 

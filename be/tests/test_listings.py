@@ -377,6 +377,23 @@ def test_oversized_input_is_refused_before_any_write(two, change, field):
     assert snapshot(ctx.db) == before
 
 
+def test_a_description_over_the_document_limit_is_refused_before_it_is_segmented(two,
+                                                                               monkeypatch):
+    """11 texts of 1,000,000 CJK characters (33 MB): refused on their size, without
+    the seconds that segmenting them for search would take."""
+    def segment(info):
+        raise AssertionError("segmented before the size check")
+
+    monkeypatch.setattr(search, "index_fields", segment)
+    long_text = "长" * 1_000_000
+    info = dict(SANMAO, id="huge", **{f: long_text for f in (
+        "author", "publisher", "original_title", "translator", "pub_year", "currency_unit",
+        "binding", "isbn", "author_intro", "book_intro", "content")})
+    with pytest.raises(errors.BadRequest) as exc:
+        catalogue.prepare("huge", info)
+    assert exc.value.message.startswith("book_info.author: the book's description would take")
+
+
 def test_the_largest_input_within_the_limits_is_stored(two):
     ctx = two.ctx
     big = b"\x89PNG" + b"\x07" * (catalogue.MAX_PICTURE_BYTES - 4)

@@ -161,6 +161,22 @@ def test_cached_runs_give_the_terms_segmenting_each_time_gives(monkeypatch):
     assert search._cached_run_words.cache_info().hits > 0
 
 
+def test_only_a_texts_first_index_chars_are_indexed_segmented_window_by_window():
+    """A text past INDEX_CHARS (a 1,000,000-character field) is indexed from its
+    start only; a long CJK run is cut SEGMENT_CHARS at a time, and every bigram,
+    those across two windows included, is a term until the cap."""
+    repeated = "的" * (search.INDEX_CHARS - 2) + "灯塔" + "尾声" * 10_000  # no cap reached
+    terms = search.text_terms(repeated, cap=10)
+    assert sorted(terms) == sorted(["的的", "的灯", "灯塔"]) and "塔尾" not in terms
+    assert search.text_terms(repeated, cap=10) == search.text_terms(repeated[:search.INDEX_CHARS],
+                                                                   cap=10)
+    boundary = "的" * (search.SEGMENT_CHARS - 1) + "灯塔"  # 灯 ends window 1, 塔 opens window 2
+    assert "灯塔" in search.text_terms(boundary, cap=10)
+    text = "".join(chr(0x4e00 + i) for i in range(20_000))
+    assert search.text_terms(text, cap=search.LONG_FIELD_CAP) == \
+        search.text_terms(text[:1_000], cap=search.LONG_FIELD_CAP)
+
+
 def test_query_units_follow_words_and_pair_lone_characters():
     assert search.query_units("三毛流浪记") == ["三毛", "流浪记"]
     assert search.query_units("人民共和国") == ["人民", "共和", "共和国"]
@@ -349,7 +365,7 @@ def small(ctx, make_user):
 
     def add(book_id, **info):
         stores.add_book(ctx, user, store, dict(info, id=book_id), 1)
-    return SimpleNamespace(ctx=ctx, add=add, store=store)
+    return SimpleNamespace(ctx=ctx, add=add, store=store, user=user)
 
 
 def test_ranking_title_above_author_and_tags_above_intros(small):
@@ -546,3 +562,20 @@ def test_every_descriptions_query_reads_at_most_the_cap(world):
     for args, kwargs in by_terms:
         assert kwargs.get("limit") == search.MAX_CANDIDATES
         assert (args[1] if len(args) > 1 else kwargs.get("projection")) == {"_id": 1}
+
+
+def test_kept_candidates_never_show_what_changed(small):
+    """Candidates are kept by description id between searches (descriptions never
+    change); what can change, the listings, is read every time, and a reply's
+    fields are the caller's own."""
+    small.add("k1", title="灯塔守望者", tags=["小说"])
+    small.add("k2", title="灯塔往事")
+    hits, _ = search.search_books(small.ctx, "灯塔")
+    assert [h["book_id"] for h in hits] == ["k1", "k2"]
+    hits[0]["tags"].append("defaced")
+    stores.unlist_book(small.ctx, small.user, small.store, "k2")
+    hits, total = search.search_books(small.ctx, "灯塔")
+    assert [h["book_id"] for h in hits] == ["k1"] and total == 1
+    assert hits[0]["tags"] == ["小说"]
+    stores.set_price(small.ctx, small.user, small.store, "k1", 777)
+    assert search.search_books(small.ctx, "灯塔")[0][0]["price"] == 777

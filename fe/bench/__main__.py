@@ -1,8 +1,9 @@
-"""``python -m fe.bench [--mode orders|search|durability|restart|import] ...``: the
-orders bench (fe.bench.run), the search bench (fe.bench.search_bench), what a data
-folder costs in paid orders/s (fe.bench.durability), how long a restart on a large
-data folder takes (fe.bench.restart), or how long importing 40,000 books over the
-API and re-running that import take (fe.bench.import_bench)."""
+"""``python -m fe.bench [--mode orders|search|durability|restart|import|abuse] ...``:
+the orders bench (fe.bench.run), the search bench (fe.bench.search_bench), what a
+data folder costs in paid orders/s (fe.bench.durability), how long a restart on a
+large data folder takes (fe.bench.restart), how long importing 40,000 books over
+the API and re-running that import take (fe.bench.import_bench), or a victim's
+latency while others abuse the server (fe.bench.abuse)."""
 import argparse
 import importlib
 import importlib.util
@@ -14,10 +15,11 @@ from fe.bench import run
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--mode", choices=("orders", "search", "durability", "restart", "import"),
+    pre.add_argument("--mode", choices=("orders", "search", "durability", "restart", "import",
+                                        "abuse"),
                      default="orders")
     known, rest = pre.parse_known_args(argv)
-    if known.mode in ("durability", "restart"):
+    if known.mode in ("durability", "restart", "abuse"):
         return importlib.import_module(f"fe.bench.{known.mode}").main(rest)
     if known.mode == "import":
         return importlib.import_module("fe.bench.import_bench").main(rest)

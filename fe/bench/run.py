@@ -43,10 +43,11 @@ TARGET_P99_X_P50 = 10.0
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m fe.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=("orders", "search", "durability", "restart"),
+    p.add_argument("--mode", choices=("orders", "search", "durability", "restart", "abuse"),
                    default="orders",
                    help="orders (this bench), search (fe.bench.search_bench), durability "
-                        "(fe.bench.durability) or restart (fe.bench.restart)")
+                        "(fe.bench.durability), restart (fe.bench.restart) or abuse "
+                        "(fe.bench.abuse)")
     p.add_argument("--url", default=None, help="server to load (default fe.conf.URL)")
     p.add_argument("--start-server", action="store_true",
                    help="serve an in-process server (waitress, free port, engine from the "
@@ -93,13 +94,14 @@ def parse_args(argv=None):
 def start_server(threads, data_dir=None):
     """An in-process server as app.py makes it; (server, url, backend, sweeper).
     The embedded engine keeps its data in memory unless ``data_dir`` names a folder."""
-    from be.server import default_threads, make_server
+    from be.server import default_threads, make_server, tune_for_serving
     from be.api import create_app
     from be.backend import Backend
     from be.config import MEMORY, Settings
 
     backend = Backend(Settings.from_env(data_dir=data_dir or MEMORY))
     threads = threads or default_threads(backend)
+    tune_for_serving()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queueing is the load's point
     # poll: closing the server later cannot break a select() on its closed sockets
     srv = make_server(create_app(backend), "127.0.0.1", 0, threads, asyncore_use_poll=True)

@@ -103,6 +103,34 @@ def generated_books(rows, seed):
         return sample_books(path)
 
 
+def load_books(ctx, books, n_stores, everywhere=False, out=print):
+    """Register a seller with ``n_stores`` stores and list ``books`` through the model
+    layer's add_book (so each book's search terms are computed as a request would):
+    every store lists every book with ``everywhere``, else each book is in one
+    store and every tenth in two. Returns (store ids, {store: [books]}, listings,
+    seconds)."""
+    seller = f"search_bench_{uuid.uuid4().hex[:8]}"
+    users.register(ctx, seller, "bench-pw")
+    store_ids = [f"{seller}_s{n}" for n in range(n_stores)]
+    for store in store_ids:
+        stores.create_store(ctx, seller, store)
+    store_books = defaultdict(list)
+    search.index_fields({"title": "预热 warm-up"})  # jieba's dictionary, loaded once
+    started = time.perf_counter()
+    listings = 0
+    for i, info in enumerate(books):
+        chosen = store_ids if everywhere else sorted(
+            {store_ids[i % n_stores], store_ids[(i // 10) % n_stores]} if i % 10 == 0
+            else {store_ids[i % n_stores]})
+        for store in chosen:
+            stores.add_book(ctx, seller, store, info, 1000)
+            store_books[store].append(info)
+            listings += 1
+        if (i + 1) % 5000 == 0:
+            out(f"  ... {i + 1} books loaded ({time.perf_counter() - started:.0f} s)")
+    return store_ids, store_books, listings, time.perf_counter() - started
+
+
 class Dataset:
     """A fresh database holding ``books`` in ``n_stores`` stores, loaded via add_book."""
 
@@ -112,29 +140,11 @@ class Dataset:
         self.backend = Backend(Settings.from_env(db_name=db_name, data_dir=MEMORY))
         self.name, self.books = name, books
         ctx = self.backend
-        seller = f"search_bench_{uuid.uuid4().hex[:8]}"
-        users.register(ctx, seller, "bench-pw")
-        self.stores = [f"{seller}_s{n}" for n in range(n_stores)]
-        for store in self.stores:
-            stores.create_store(ctx, seller, store)
-        self.store_books = defaultdict(list)
         search.index_fields({"title": "预热 warm-up"})  # jieba's dictionary, loaded once
         self.rss_before = rss_bytes()
-        started = time.perf_counter()
-        listings = 0
-        for i, info in enumerate(books):
-            chosen = self.stores if everywhere else sorted(
-                {self.stores[i % n_stores], self.stores[(i // 10) % n_stores]} if i % 10 == 0
-                else {self.stores[i % n_stores]})
-            for store in chosen:
-                stores.add_book(ctx, seller, store, info, 1000)
-                self.store_books[store].append(info)
-                listings += 1
-            if (i + 1) % 5000 == 0:
-                out(f"  ... {i + 1} books loaded ({time.perf_counter() - started:.0f} s)")
-        self.load_s = time.perf_counter() - started
+        self.stores, self.store_books, self.listings, self.load_s = load_books(
+            ctx, books, n_stores, everywhere, out)
         self.rss_after = rss_bytes()
-        self.listings = listings
         terms = [len(d.get("terms", ()))
                  for d in ctx.db.descriptions.find({}, {"terms": 1, "_id": 0})]
         self.terms_per_book = sum(terms) / max(1, len(terms))
@@ -298,6 +308,8 @@ def run(args, out=print):
 
 
 def main(argv=None):
+    from be.server import tune_for_serving
+    tune_for_serving()  # the process settings of a server: GIL switch interval, frozen GC
     run(parse_args(argv))
     return 0
 

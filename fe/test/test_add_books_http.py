@@ -147,10 +147,10 @@ def test_sending_a_batch_again_lists_nothing_twice(seller):
 
 
 def test_large_bodies_are_parsed_and_listed(seller):
-    """A body over LARGE_BODY_BYTES is parsed with the engine's lock let go; the
-    result is the same."""
+    """A body over PARSE_IN_ONE_BYTES is parsed in pieces, before the engine's lock
+    is taken; the result is the same."""
     s, store = seller
-    long_intro = "一本很长的书。" * 20_000  # ~420 KB of JSON
+    long_intro = "一本很长的书。" * 60_000  # ~1.3 MB of JSON
     code, body = s.add_books(store, [(info("big1", book_intro=long_intro), 1),
                                      (info("big2"), 1)])
     assert code == 200 and body["listed"] == 2

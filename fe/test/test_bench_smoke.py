@@ -38,3 +38,28 @@ def test_import_bench_imports_reruns_and_measures_the_lock():
     said = "\n".join(lines)
     assert "30 books, 30 imported, 0 already listed" in said
     assert "30 books, 0 imported, 30 already listed" in said
+
+
+def test_abuse_bench_measures_the_victim_under_each_abuse(monkeypatch):
+    """python -m fe.bench --mode abuse, small: its own server, real client processes."""
+    from be import server
+    from fe.bench import abuse
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    monkeypatch.setenv("BOOKSTORE_PASSWORD_METHOD", "pbkdf2:sha256:1000")
+    monkeypatch.setenv("BOOKSTORE_PROXY_HOPS", "0")  # the bench sets it: restored after
+    monkeypatch.setattr(server, "tune_for_serving", lambda: None)  # a server's, not a test's
+    lines = []
+    args = abuse.parse_args(["--rows", "40", "--stores", "2", "--seconds", "0.5",
+                             "--abuses", "login,big_book", "--abuse-threads", "2",
+                             "--text-chars", "3000"])
+    rows = abuse.run(args, out=lines.append)
+    assert [r["abuse"] for r in rows] == ["baseline", "login", "big_book"]
+    for r in rows:
+        assert r["victim_calls"] > 0 and not r["victim_errors"], r
+        assert r["victim_p99_ms"] >= r["victim_p50_ms"] > 0
+    # wrong passwords; with this test's fast hash the tries outrun the fresh accounts
+    # and addresses the bench made for scrypt's pace, so the throttle answers some
+    assert rows[1]["abuse_statuses"].get(401) and set(rows[1]["abuse_statuses"]) <= {401, 429}
+    assert set(rows[2]["abuse_statuses"]) == {200}  # 11 texts of 3,000: accepted
+    assert any(line.strip().startswith("baseline") and ("PASS" in line or "MISSED" in line)
+               for line in lines)
