@@ -271,8 +271,10 @@ class DataDir:
                     if "ix" in meta:
                         journaled.set_indexes(store, meta["ix"], meta.get("created", False))
                     target = store._documents
+                    fields = indexmaps._indexed_fields(store)
+                    compact, key_of = indexmaps.compact, indexmaps._store_key
                     for doc in docs[1:]:
-                        target[indexmaps._store_key(doc["_id"])] = doc
+                        target[key_of(doc["_id"])] = compact(doc, fields)
                     documents += len(docs) - 1
         except StopIteration:
             raise StartupError(f"{path} is empty: the data folder cannot be loaded; "
@@ -305,16 +307,20 @@ class DataDir:
                     else:
                         for op in ops:
                             where = (op["db"], op["c"])
-                            store = stores.get(where)
-                            if store is None:
-                                store = stores[where] = self.server[where[0]][where[1]]
+                            known = stores.get(where)
+                            if known is None:
+                                store = self.server[where[0]][where[1]]
+                                known = stores[where] = (
+                                    store, indexmaps._indexed_fields(store))
+                            store, fields = known
                             doc = op.get("put")
                             if doc is not None:  # the common case, inline
                                 key = doc["_id"]
-                                store._documents[
-                                    hashdict(key) if type(key) is dict else key] = doc
+                                store._documents[hashdict(key) if type(key) is dict
+                                                 else key] = indexmaps.compact(doc, fields)
                             else:
                                 journaled.apply(self.server, op)
+                                stores.pop(where)  # its indexes may have changed
                         kept += 1
                     good_end = offset + frames.HEADER.size + len(payload)
             except frames.Damaged as exc:

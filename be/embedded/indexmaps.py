@@ -8,10 +8,21 @@ kept current on every write through the hooks below (installed by ``patches``).
 At 100,000 orders a typical buyer's list went from 98 ms to 0.98 ms and one
 timeout sweep from 94 ms to 0.05 ms (doc/scaling.md); be/tests/test_embedded.py
 checks every answer against mongomock's own scan.
+
+The maps name documents by their insertion rank (a small int), each value's
+documents as one rank or an array of ranks in order: 4 bytes a posting where a set
+of keys took about 60 (40,000 books' 5.8 million search terms: about 25 MB instead
+of about 350 MB). Documents are stored compact (``compact``): a plain dict whose
+field names, and the values of its indexed fields, are interned, so the 146 search
+terms of a book are shared with every other book's and with the map's keys.
 """
 import datetime
+import functools
+import sys
 import threading
 import time
+from array import array
+from bisect import bisect_left
 
 import bson
 import mongomock
@@ -88,7 +99,10 @@ def _eq_value(value):
 
 
 class _FieldMap:
-    """value -> _ids for one field, plus the _ids holding any non-null value."""
+    """value -> the documents holding it, for one field, plus the documents holding
+    any non-null value. Documents are named by their rank in the store (an int,
+    ``_Secondary``); a value's documents (its posting) are one rank, or an
+    ``array`` of two or more ranks in ascending (natural) order."""
     __slots__ = ("field", "buckets", "present", "ready")
 
     def __init__(self, field):
@@ -110,62 +124,105 @@ class _FieldMap:
                 _add_key(keys, value)
         return keys
 
-    def update(self, doc_key, old, new):
+    def update(self, rank, old, new):
         if old == new:
             return
         buckets = self.buckets
         for value in old - new:
-            bucket = buckets.get(value)
-            if bucket is not None:
-                bucket.discard(doc_key)
-                if not bucket:
-                    del buckets[value]
+            _discard(buckets, value, rank)
         for value in new - old:
-            bucket = buckets.get(value)
-            if bucket is None:
-                bucket = buckets[value] = set()
-            bucket.add(doc_key)
+            _post(buckets, value, rank)
         if len(new) > (None in new):
-            self.present.add(doc_key)
+            self.present.add(rank)
         else:
-            self.present.discard(doc_key)
+            self.present.discard(rank)
 
     def fill(self, documents):
-        """The map of ``documents`` (store key -> document), as ``update`` from
-        nothing for each, in one pass: a top-level field holding a plain value, or
-        a list of strings (the search terms: about 145 per generated book), is
-        handled inline, any other value through ``keys``. For 40,000 books' terms
-        (5.8 million keys) this took 3.7 s where ``update`` per document took 12 s
-        (a loaded 2-core machine; it is most of a large data folder's load time)."""
+        """The map of ``documents`` ((rank, document) pairs, best in ascending
+        rank), as ``update`` from nothing for each, in one pass: a top-level field
+        holding a plain value, or a list of strings (the search terms: about 145 per
+        generated book), is handled inline, any other value through ``keys``. For
+        40,000 books' terms (5.8 million keys) this took 3.7 s where ``update`` per
+        document took 12 s (a loaded 2-core machine; it is most of a large data
+        folder's load time)."""
         if "." in self.field:
-            for doc_key, doc in documents.items():
-                self.update(doc_key, _NO_KEYS, self.keys(doc))
+            for rank, doc in documents:
+                self.update(rank, _NO_KEYS, self.keys(doc))
             return
         field, buckets, present = self.field, self.buckets, self.present
-        for doc_key, doc in documents.items():
+        for rank, doc in documents:
             value = doc.get(field)
             kind = type(value)
             if kind in _FILL_SCALARS:
-                try:
-                    buckets[value].add(doc_key)
-                except KeyError:
-                    buckets[value] = {doc_key}
+                _post(buckets, value, rank)
                 if value is not None:
-                    present.add(doc_key)
+                    present.add(rank)
             elif kind is list:
                 for item in value:
-                    if type(item) is not str:  # the general way (strings added twice: no harm)
-                        self.update(doc_key, _NO_KEYS, self.keys(doc))
+                    if type(item) is not str:  # the general way (strings posted twice: no harm)
+                        self.update(rank, _NO_KEYS, self.keys(doc))
                         break
-                    try:
-                        buckets[item].add(doc_key)
-                    except KeyError:
-                        buckets[item] = {doc_key}
+                    posting = buckets.get(item)
+                    if posting is None:
+                        buckets[item] = rank
+                    elif type(posting) is array and posting[-1] < rank:
+                        posting.append(rank)  # the common case: ranks come in order
+                    else:
+                        _post(buckets, item, rank)
                 else:
                     if value:
-                        present.add(doc_key)
+                        present.add(rank)
             else:
-                self.update(doc_key, _NO_KEYS, self.keys(doc))
+                self.update(rank, _NO_KEYS, self.keys(doc))
+
+    def view(self):
+        """{value: set of ranks}: the map as plain sets (tests compare maps so)."""
+        return {value: _ranks(posting) for value, posting in self.buckets.items()}
+
+
+def _ranks(posting):
+    """The ranks of a posting, as a set."""
+    return {posting} if type(posting) is int else set(posting)
+
+
+def _size(posting):
+    return 1 if type(posting) is int else len(posting)  # (sets too: ``present``)
+
+
+def _post(buckets, value, rank):
+    """Add ``rank`` to ``value``'s posting (already there: nothing)."""
+    posting = buckets.get(value)
+    if posting is None:
+        buckets[value] = rank
+    elif type(posting) is int:
+        if posting != rank:
+            ranks = (posting, rank) if posting < rank else (rank, posting)
+            buckets[value] = array("I" if ranks[1] <= 0xFFFFFFFF else "Q", ranks)
+    elif posting[-1] < rank:
+        if rank > 0xFFFFFFFF and posting.typecode == "I":
+            posting = buckets[value] = array("Q", posting)
+        posting.append(rank)
+    else:
+        i = bisect_left(posting, rank)
+        if posting[i] != rank:
+            posting.insert(i, rank)
+
+
+def _discard(buckets, value, rank):
+    """Remove ``rank`` from ``value``'s posting (not there: nothing); an emptied
+    value is dropped, a posting of one rank kept as that rank."""
+    posting = buckets.get(value)
+    if posting is None:
+        return
+    if type(posting) is int:
+        if posting == rank:
+            del buckets[value]
+        return
+    i = bisect_left(posting, rank)
+    if i < len(posting) and posting[i] == rank:
+        del posting[i]
+        if len(posting) == 1:
+            buckets[value] = posting[0]
 
 
 # value types ``fill`` maps inline: hashable, equal only to themselves and to what
@@ -181,14 +238,22 @@ def _add_key(keys, value):
 
 
 class _Secondary:
-    """A store's maps, by field, and each document's insertion rank: candidates
-    come back in natural order, as mongomock's scan returns them."""
-    __slots__ = ("maps", "seq", "next")
+    """A store's maps, by field, and each document's insertion rank (``seq``: key
+    -> rank, ``keys``: rank -> key): the maps name documents by rank, and ranks
+    ascend in natural order, so candidates come back as mongomock's scan returns
+    them."""
+    __slots__ = ("maps", "seq", "keys", "next")
 
     def __init__(self, store):
         self.maps = {}
         self.seq = {key: n for n, key in enumerate(store._documents)}
+        self.keys = {n: key for key, n in self.seq.items()}
         self.next = len(self.seq)
+
+    def ranked(self, documents):
+        """(rank, document) for each of ``documents`` (key -> document)."""
+        seq = self.seq
+        return ((seq[key], doc) for key, doc in documents.items())
 
 
 def _indexed_fields(store):
@@ -213,7 +278,7 @@ def _secondary(store):
         state = store._secondary = _Secondary(store)
     for field in wanted - state.maps.keys():
         fmap = _FieldMap(field)
-        fmap.fill(store._documents)
+        fmap.fill(state.ranked(store._documents))
         state.maps[field] = fmap
     for field in state.maps.keys() - wanted:
         del state.maps[field]
@@ -262,8 +327,9 @@ def fill_in_background(store, lock, chunk_seconds=0.01, on_done=None, between=No
                     deadline = time.perf_counter() + chunk_seconds
                     while start < len(keys):
                         end = min(start + 64, len(keys))
-                        chunk = {k: documents[k] for k in keys[start:end] if k in documents}
-                        fmap.fill(chunk)
+                        seq = state.seq
+                        fmap.fill([(seq[k], documents[k]) for k in keys[start:end]
+                                   if k in documents])
                         start = end
                         if time.perf_counter() > deadline:
                             break
@@ -328,7 +394,7 @@ def _index_plan(store, filter):
             kind, values, exact = how
             if kind == "eq":
                 values = tuple(dict.fromkeys(values))
-                estimate = sum(len(fmap.buckets.get(v, ())) for v in values)
+                estimate = sum(_size(fmap.buckets[v]) for v in values if v in fmap.buckets)
             else:
                 estimate = len(fmap.present)
             served.append((estimate, kind, fmap, values, exact, where, field))
@@ -336,28 +402,33 @@ def _index_plan(store, filter):
         return None
     served.sort(key=lambda s: s[0])
 
+    # the candidates' ranks, ascending (natural order): the smallest clause's
+    # documents, kept if every other served clause holds them too
     candidates = None
     for _, kind, fmap, values, _, _, _ in served:
         if kind == "range":
-            sets = [fmap.present]
+            postings = [fmap.present]
         else:
-            sets = [fmap.buckets[v] for v in values if v in fmap.buckets]
+            postings = [fmap.buckets[v] for v in values if v in fmap.buckets]
         if candidates is None:
-            candidates = set().union(*sets)
-        elif len(sets) == 1:
-            candidates &= sets[0]
+            if len(postings) == 1 and type(postings[0]) is not set:
+                posting = postings[0]
+                candidates = [posting] if type(posting) is int else posting
+            else:
+                candidates = sorted(_union(postings))
         else:
-            candidates = {k for k in candidates if any(k in s for s in sets)}
+            if len(postings) == 1 and type(postings[0]) is set:
+                holds = postings[0].__contains__
+            elif len(candidates) * 8 > sum(_size(p) for p in postings):
+                holds = _union(postings).__contains__  # many probes: one set
+            else:
+                holds = functools.partial(_holds, postings)  # few: bisect each
+            candidates = [r for r in candidates if holds(r)]
         if not candidates:
             return [], filter
 
-    # natural order: by insertion rank, or a walk of the store when most match
-    documents = store._documents
-    if len(candidates) * 8 > len(documents):
-        docs = [doc for key, doc in documents.items() if key in candidates]
-    else:
-        seq = state.seq
-        docs = [documents[key] for key in sorted(candidates, key=seq.__getitem__)]
+    documents, keys = store._documents, state.keys
+    docs = [documents[keys[r]] for r in candidates]
 
     exact = {(where, field) for _, _, _, _, is_exact, where, field in served if is_exact}
     residual = {k: v for k, v in filter.items() if (None, k) not in exact and k != "$and"}
@@ -371,6 +442,35 @@ def _index_plan(store, filter):
         if rest:
             residual["$and"] = rest
     return docs, residual
+
+
+def _union(postings):
+    """The ranks of ``postings`` (ranks, arrays of ranks, sets), as one set."""
+    ranks = set()
+    for posting in postings:
+        if type(posting) is int:
+            ranks.add(posting)
+        else:
+            ranks.update(posting)
+    return ranks
+
+
+def _holds(postings, rank):
+    """Does one of ``postings`` (ranks, arrays of ranks, sets) hold ``rank``?
+    Arrays are bisected."""
+    for posting in postings:
+        kind = type(posting)
+        if kind is int:
+            if posting == rank:
+                return True
+        elif kind is set:
+            if rank in posting:
+                return True
+        else:
+            i = bisect_left(posting, rank)
+            if i < len(posting) and posting[i] == rank:
+                return True
+    return False
 
 
 def _touches(field, update):
@@ -437,8 +537,37 @@ def _ensure_uniques(self, new_data):
 # (``original`` on each is mongomock's own).
 
 
+_intern = sys.intern
+
+
+def compact(doc, fields=()):
+    """``doc`` as it is stored: a plain dict (mongomock makes an upserted document
+    an OrderedDict: 1,264 bytes for a 15-field description, 464 as a dict), its
+    field names interned (a document decoded from BSON has its own copy of each),
+    and so the values of ``fields`` (the store's indexed fields: ``_indexed_fields``)
+    that are strings or lists holding strings. A search term is then one object
+    however many books hold it (5.8 million terms of 40,000 books: about 100,000
+    distinct), shared with the index map's key; and interned strings are freed
+    with their last holder."""
+    if not isinstance(doc, dict):
+        return doc
+    out = {}
+    for name, value in doc.items():
+        if type(name) is str:
+            name = _intern(name)
+            if name in fields:
+                kind = type(value)
+                if kind is str:
+                    value = _intern(value)
+                elif kind is list:
+                    value = [_intern(v) if type(v) is str else v for v in value]
+        out[name] = value
+    return out
+
+
 def _store_setitem(self, key, val):
     limits.check_stored(val)  # 16 MiB, int64: refused as pymongo refuses them
+    val = compact(val, _indexed_fields(self))
     state = self.__dict__.get("_secondary")
     if state is None:
         _store_setitem.original(self, key, val)
@@ -447,10 +576,13 @@ def _store_setitem(self, key, val):
     old = self._documents.get(key)
     _store_setitem.original(self, key, val)
     if old is None:  # a new key goes last in the OrderedDict: natural order
-        state.seq[key] = state.next
+        rank = state.seq[key] = state.next
+        state.keys[rank] = key
         state.next += 1
+    else:
+        rank = state.seq[key]
     for fmap in state.maps.values():
-        fmap.update(key, fmap.keys(old) if old is not None else _NO_KEYS, fmap.keys(val))
+        fmap.update(rank, fmap.keys(old) if old is not None else _NO_KEYS, fmap.keys(val))
     ordered.refresh(self, key, val)
 
 
@@ -460,9 +592,10 @@ def _store_delitem(self, key):
     _store_delitem.original(self, key)
     ordered.refresh(self, key, None)
     if old is not None:
-        state.seq.pop(key, None)
+        rank = state.seq.pop(key)
+        state.keys.pop(rank, None)
         for fmap in state.maps.values():
-            fmap.update(key, fmap.keys(old), _NO_KEYS)
+            fmap.update(rank, fmap.keys(old), _NO_KEYS)
 
 
 def _store_drop(self):
@@ -512,8 +645,10 @@ def _tracked_maps(self, doc, update, apply):
     try:
         return apply()
     finally:
-        for fmap, old in zip(maps, before):
-            fmap.update(key, old, fmap.keys(doc))
+        if maps:
+            rank = state.seq[key]
+            for fmap, old in zip(maps, before):
+                fmap.update(rank, old, fmap.keys(doc))
         if changed is not None:
             changed(key)
 

@@ -26,7 +26,7 @@ import bson
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 
 from be.embedded import frames
-from be.embedded.indexmaps import _store_key
+from be.embedded.indexmaps import _indexed_fields, _store_key, compact
 
 log = logging.getLogger("bookstore")
 
@@ -192,7 +192,7 @@ def apply(server, op):
     store = server[op["db"]][op["c"]]
     if "put" in op:
         doc = op["put"]
-        store._documents[_store_key(doc["_id"])] = doc
+        store._documents[_store_key(doc["_id"])] = compact(doc, _indexed_fields(store))
     elif "del" in op:
         store._documents.pop(_store_key(op["del"]), None)
     elif "drop" in op:
