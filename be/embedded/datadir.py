@@ -3,6 +3,7 @@
 Files (N a generation number, 8 digits)::
 
     LOCK                  held (flock) by the one server using the folder
+    blobs/<sha256>        a large binary value (a picture) of a document (be.embedded.blobs)
     snapshot-N.bson       every collection as it was around the time journal N began
     journal-N.log         every change since journal N began, one record per commit
     *.tmp                 a snapshot being written (ignored and removed at start-up)
@@ -50,7 +51,7 @@ import time
 import bson
 from mongomock.helpers import hashdict
 
-from be.embedded import frames, indexmaps, journaled
+from be.embedded import blobs, frames, indexmaps, journaled
 from be.embedded.journal import Journal
 from be.errors import StartupError
 
@@ -150,11 +151,15 @@ class DataDir:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self.tracker = journaled.Tracker(on_commit=self._maybe_snapshot)
+            self.blobs = blobs.BlobStore(self.path)
+            self.blobs.open()
+            self.tracker = journaled.Tracker(on_commit=self._maybe_snapshot, blobs=self.blobs)
             self.server = journaled.JournaledServer(self.tracker)
             self.report = self._load()
             gc.freeze()
         except BaseException:
+            if getattr(self, "blobs", None) is not None:
+                self.blobs.close()
             self._lock.release()
             raise
         finally:
@@ -474,5 +479,6 @@ class DataDir:
             self.tracker.commit()
             self.closed = True
         self.journal.close()
+        self.blobs.close()
         self._lock.release()
         gc.unfreeze()

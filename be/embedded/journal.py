@@ -20,6 +20,7 @@ import os
 import threading
 
 from be import errors
+from be.embedded import blobs
 
 log = logging.getLogger("bookstore")
 
@@ -51,6 +52,7 @@ class Journal:
         self._mutex = threading.Lock()
         self._work = threading.Condition(self._mutex)  # the flusher waits for appends
         self._buffer = bytearray()  # appended, not yet taken by the flusher
+        self._files = []            # blob files the buffer's records name
         self._next = threading.Event()      # set once the buffer's batch is durable
         self._flushing = None       # (end position, Event) of the batch being flushed
         self._idle = False          # the flusher waits on _work
@@ -63,6 +65,7 @@ class Journal:
         self.records = 0            # frames appended to the current file
         self.records_total = 0      # frames appended since the folder was opened
         self.syncs = 0              # fsyncs done (group commit: records per sync)
+        self.blob_syncs = 0         # flushes that fsynced blob files first
         self.failed = None          # the OSError that stopped the journal
         self._stopping = False
         self._stopped = False
@@ -71,12 +74,16 @@ class Journal:
                                         daemon=True)
         self._thread.start()
 
-    def append(self, data):
+    def append(self, data, files=()):
         """Add one framed record (the caller holds the engine lock); returns the
-        position a reply depending on it must wait for."""
+        position a reply depending on it must wait for. ``files`` (paths of blob
+        files the record names, be.embedded.blobs) are fsynced, and their folder,
+        before the record is written."""
         with self._mutex:
             if self.failed is not None:  # the file ends at the failure: never durable
                 return self.appended + 1
+            if files:
+                self._files.extend(files)
             self._buffer += data
             self.appended += len(data)
             self.size += len(data)
@@ -160,10 +167,16 @@ class Journal:
                     self._work.wait(GATHER_S)
                     self._idle = False
                 data, self._buffer = self._buffer, bytearray()
+                files, self._files = self._files, []
                 event, self._next = self._next, threading.Event()
                 target, fd = self.appended, self._fd
                 self._flushing = (target, event)
             try:
+                if files:  # the blob files these records name, durable first
+                    for path in dict.fromkeys(files):
+                        blobs.fsync_file(path)
+                    blobs.fsync_dir(os.path.dirname(files[0]))
+                    self.blob_syncs += 1
                 write_all(fd, data)
                 _datasync(fd)
             except OSError as exc:
