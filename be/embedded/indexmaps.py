@@ -87,7 +87,7 @@ def _unique_value(doc, index):
 
 _EQ_TYPES = frozenset({str, int, bool, float, type(None), datetime.datetime,
                        bson.ObjectId, bson.Int64})
-# operand types a range can use the map's "present" set for: bson_compare only
+# operand types a range can use the map's "present" ranks for: bson_compare only
 # matches values of the same comparison type, and those are never null
 _RANGE_TYPES = frozenset({str, int, float, datetime.datetime, bson.Int64})
 _OTHER = object()  # key of an unhashable scalar (Decimal128, Regex...): present, never equal
@@ -100,15 +100,17 @@ def _eq_value(value):
 
 class _FieldMap:
     """value -> the documents holding it, for one field, plus the documents holding
-    any non-null value. Documents are named by their rank in the store (an int,
-    ``_Secondary``); a value's documents (its posting) are one rank, or an
-    ``array`` of two or more ranks in ascending (natural) order."""
+    any non-null value (``present``). Documents are named by their rank in the
+    store (an int, ``_Secondary``); a value's documents (its posting) are one rank,
+    or an ``array`` of two or more ranks in ascending (natural) order; ``present``
+    is such an array too."""
     __slots__ = ("field", "buckets", "present", "ready")
 
     def __init__(self, field):
         self.field = field
         self.buckets = {}
-        self.present = set()  # what a range on the field can match (a sparse index's keys)
+        # what a range on the field can match (a sparse index's keys)
+        self.present = _ranks_array()
         self.ready = True  # False while filled in the background (fill_in_background)
 
     def keys(self, doc):
@@ -133,9 +135,9 @@ class _FieldMap:
         for value in new - old:
             _post(buckets, value, rank)
         if len(new) > (None in new):
-            self.present.add(rank)
+            self.present = _insert(self.present, rank)
         else:
-            self.present.discard(rank)
+            _remove(self.present, rank)
 
     def fill(self, documents):
         """The map of ``documents`` ((rank, document) pairs, best in ascending
@@ -149,14 +151,14 @@ class _FieldMap:
             for rank, doc in documents:
                 self.update(rank, _NO_KEYS, self.keys(doc))
             return
-        field, buckets, present = self.field, self.buckets, self.present
+        field, buckets = self.field, self.buckets
         for rank, doc in documents:
             value = doc.get(field)
             kind = type(value)
             if kind in _FILL_SCALARS:
                 _post(buckets, value, rank)
                 if value is not None:
-                    present.add(rank)
+                    self.present = _insert(self.present, rank)
             elif kind is list:
                 for item in value:
                     if type(item) is not str:  # the general way (strings posted twice: no harm)
@@ -171,7 +173,7 @@ class _FieldMap:
                         _post(buckets, item, rank)
                 else:
                     if value:
-                        present.add(rank)
+                        self.present = _insert(self.present, rank)
             else:
                 self.update(rank, _NO_KEYS, self.keys(doc))
 
@@ -186,7 +188,33 @@ def _ranks(posting):
 
 
 def _size(posting):
-    return 1 if type(posting) is int else len(posting)  # (sets too: ``present``)
+    return 1 if type(posting) is int else len(posting)
+
+
+def _ranks_array(ranks=()):
+    """Ranks in an array of 4 bytes each (8 once a rank passes 2**32 - 1)."""
+    return array("I" if not ranks or max(ranks) <= 0xFFFFFFFF else "Q", ranks)
+
+
+def _insert(ranks, rank):
+    """``rank`` put in its place in the ascending array ``ranks`` (already there:
+    nothing); returns the array (a wider one when ``rank`` needs it)."""
+    if rank > 0xFFFFFFFF and ranks.typecode == "I":
+        ranks = array("Q", ranks)
+    if not ranks or ranks[-1] < rank:
+        ranks.append(rank)  # the common case: a new document has the highest rank
+    else:
+        i = bisect_left(ranks, rank)
+        if ranks[i] != rank:
+            ranks.insert(i, rank)
+    return ranks
+
+
+def _remove(ranks, rank):
+    """``rank`` taken out of the ascending array ``ranks`` (not there: nothing)."""
+    i = bisect_left(ranks, rank)
+    if i < len(ranks) and ranks[i] == rank:
+        del ranks[i]
 
 
 def _post(buckets, value, rank):
@@ -196,16 +224,11 @@ def _post(buckets, value, rank):
         buckets[value] = rank
     elif type(posting) is int:
         if posting != rank:
-            ranks = (posting, rank) if posting < rank else (rank, posting)
-            buckets[value] = array("I" if ranks[1] <= 0xFFFFFFFF else "Q", ranks)
-    elif posting[-1] < rank:
-        if rank > 0xFFFFFFFF and posting.typecode == "I":
-            posting = buckets[value] = array("Q", posting)
-        posting.append(rank)
+            buckets[value] = _ranks_array((posting, rank) if posting < rank else (rank, posting))
     else:
-        i = bisect_left(posting, rank)
-        if posting[i] != rank:
-            posting.insert(i, rank)
+        grown = _insert(posting, rank)
+        if grown is not posting:
+            buckets[value] = grown
 
 
 def _discard(buckets, value, rank):
@@ -218,11 +241,9 @@ def _discard(buckets, value, rank):
         if posting == rank:
             del buckets[value]
         return
-    i = bisect_left(posting, rank)
-    if i < len(posting) and posting[i] == rank:
-        del posting[i]
-        if len(posting) == 1:
-            buckets[value] = posting[0]
+    _remove(posting, rank)
+    if len(posting) == 1:
+        buckets[value] = posting[0]
 
 
 # value types ``fill`` maps inline: hashable, equal only to themselves and to what
@@ -538,29 +559,48 @@ def _ensure_uniques(self, new_data):
 
 
 _intern = sys.intern
+# Top-level strings up to this long, and such strings in a top-level array, are
+# interned when stored: the values many documents repeat (a tag, a publisher, a
+# binding, a state, a store id) are then held once.
+SHORT = 32
+
+
+def _shared(value, always):
+    """``value`` interned if it is a string to share (``always``, or short)."""
+    if type(value) is str and (always or len(value) <= SHORT):
+        return _intern(value)
+    return value
 
 
 def compact(doc, fields=()):
     """``doc`` as it is stored: a plain dict (mongomock makes an upserted document
     an OrderedDict: 1,264 bytes for a 15-field description, 464 as a dict), its
-    field names interned (a document decoded from BSON has its own copy of each),
-    and so the values of ``fields`` (the store's indexed fields: ``_indexed_fields``)
-    that are strings or lists holding strings. A search term is then one object
-    however many books hold it (5.8 million terms of 40,000 books: about 100,000
-    distinct), shared with the index map's key; and interned strings are freed
-    with their last holder."""
+    field names interned (a document decoded from BSON, or from a request's JSON,
+    has its own copy of each), and so are its top-level strings of up to ``SHORT``
+    characters, such strings in a top-level array, and every string value or array
+    element of ``fields`` (the store's indexed fields: ``_indexed_fields``).
+
+    A search term is then one object however many books hold it (40,000 books'
+    5.8 million terms are about 100,000 distinct strings), shared with the index
+    map's key; so are a tag, an author, a publisher. Arrays are copied at their
+    exact size. Interned strings are freed with their last holder (CPython 3.12
+    alone keeps them for the process's life: distinct short values, a bounded
+    set)."""
     if not isinstance(doc, dict):
         return doc
     out = {}
     for name, value in doc.items():
         if type(name) is str:
             name = _intern(name)
-            if name in fields:
-                kind = type(value)
-                if kind is str:
-                    value = _intern(value)
-                elif kind is list:
-                    value = [_intern(v) if type(v) is str else v for v in value]
+        kind = type(value)
+        if kind is str:
+            value = _shared(value, name in fields)
+        elif kind is list:
+            value = value[:]  # a slice is allocated at its exact size
+            always = name in fields
+            for i, item in enumerate(value):
+                if type(item) is str:
+                    value[i] = _shared(item, always)
         out[name] = value
     return out
 

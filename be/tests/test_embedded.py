@@ -323,6 +323,27 @@ def test_a_map_filled_in_one_pass_equals_one_built_per_document(seed):
         assert filled.buckets == built.buckets and filled.present == built.present, field
 
 
+def test_postings_hold_ranks_in_order_past_four_bytes():
+    # a value's documents are one rank or an ascending array of ranks (4 bytes
+    # each, 8 once a rank needs it); a posting shrunk to one rank is that rank
+    fmap = indexmaps._FieldMap("t")
+    big = 2 ** 32 + 5
+    ranks = [9, 3, big, 7, 2 ** 32 - 1, big + 1, 3]
+    for rank in ranks:  # an odd rank holds "x" and null, an even one "x" and True
+        fmap.update(rank, indexmaps._NO_KEYS, {"x", rank % 2 == 0 or None})
+    assert fmap.view() == {"x": set(ranks), None: set(ranks) - {big + 1}, True: {big + 1}}
+    assert list(fmap.buckets["x"]) == sorted(set(ranks))
+    assert list(fmap.present) == sorted(set(ranks))
+    assert fmap.buckets[True] == big + 1
+    for rank in (big, 3, 9, 7):
+        fmap.update(rank, {"x", None}, indexmaps._NO_KEYS)
+    assert fmap.buckets == {"x": fmap.buckets["x"], None: 2 ** 32 - 1, True: big + 1}
+    assert list(fmap.buckets["x"]) == list(fmap.present) == [2 ** 32 - 1, big + 1]
+    fmap.update(2 ** 32 - 1, {"x", None}, indexmaps._NO_KEYS)
+    fmap.update(big + 1, {"x", True}, indexmaps._NO_KEYS)
+    assert fmap.buckets == {} and not fmap.present
+
+
 def test_maps_filled_in_the_background_serve_only_once_full_and_end_exact():
     # a loaded data folder's large collections (indexmaps.fill_in_background):
     # after every chunk of the filler the test writes and queries, then lets it go on
