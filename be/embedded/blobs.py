@@ -7,7 +7,8 @@ With a data folder, a ``bytes`` value of at least ``MIN_BYTES`` at the top level
 a document that is stored whole (an insert, an upsert: how pictures are written,
 be.model.catalogue) is written to ``blobs/<sha256 of the bytes>`` in the folder,
 and the document keeps a reference in its place: a BSON binary of the
-user-defined subtype ``SUBTYPE`` holding the digest and the length (40 bytes).
+user-defined subtype ``SUBTYPE`` holding the digest and the length (40 bytes;
+``BlobRef`` in memory).
 The reference is what the journal and the snapshots hold; a read returns the
 bytes, read from the file when the document is copied out
 (``be.embedded.copies._copy_field``), so a picture costs memory only while it is
@@ -44,12 +45,30 @@ _LENGTH = struct.Struct("<Q")
 _OPEN = []  # the BlobStores of the open data folders (content addressed: any will do)
 
 
+class BlobRef(bytes):
+    """A reference as a stored document holds it: its 40 bytes, encoded by BSON as
+    a binary of subtype ``SUBTYPE`` (``_type_marker`` 5 is what makes pymongo's
+    encoder take a ``bson.Binary``). No per-object dict, unlike ``bson.Binary``:
+    about 80 bytes a reference instead of about 290 (40,000 pictures: 11 MB less)."""
+    __slots__ = ()
+    _type_marker = 5
+    subtype = SUBTYPE
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+
 def is_ref(value):
-    return type(value) is bson.Binary and value.subtype == SUBTYPE
+    """A reference, as stored (BlobRef) or as BSON decodes it (``bson.Binary``)."""
+    kind = type(value)
+    return kind is BlobRef or (kind is bson.Binary and value.subtype == SUBTYPE)
 
 
 def _ref(digest, length):
-    return bson.Binary(digest + _LENGTH.pack(length), SUBTYPE)
+    return BlobRef(digest + _LENGTH.pack(length))
 
 
 class BlobStore:

@@ -20,7 +20,8 @@ import bson
 from be.embedded import blobs
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, datetime.datetime,
-                        bson.ObjectId, bson.Decimal128, bson.Int64, bson.Timestamp})
+                        bson.ObjectId, bson.Decimal128, bson.Int64, bson.Timestamp,
+                        blobs.BlobRef})
 
 
 def _deepcopy(value, memo=None):
@@ -49,7 +50,7 @@ def _copy_field(obj, container):
     # immutable values handled directly; a value a data folder keeps in a file
     # (be.embedded.blobs) is read from it
     cls = type(obj)
-    if cls is bson.Binary and obj.subtype == blobs.SUBTYPE:
+    if cls is blobs.BlobRef:
         return blobs.resolve(obj)
     if container is not dict:
         return _copy_field.original(obj, container)
