@@ -589,10 +589,11 @@ def compact(doc, fields=()):
     for name, value in doc.items():
         if type(name) is str:
             name = _intern(name)
-        if name == "_id":
-            if type(value) is dict:
-                value = _compacted(value, False)
-        else:
+        kind = type(value)
+        if kind is str:  # the common case, inline (load time: every field of every document)
+            if len(value) <= SHORT and name != "_id" or name in fields:
+                value = _intern(value)
+        elif kind in _NESTED and (name != "_id" or kind is dict):
             value = _compacted(value, name in fields)
         out[name] = value
     return out
@@ -605,11 +606,21 @@ def _compacted(value, always):
     if kind is str:
         return _intern(value) if always or len(value) <= SHORT else value
     if kind is list:
-        value = value[:]  # a slice is allocated at its exact size
+        copy = value[:]  # a slice is allocated at its exact size
+        if always:  # an indexed array: search terms, 146 a book
+            try:
+                copy[:] = map(_intern, value)  # the same size: no reallocation
+                return copy
+            except TypeError:  # not only strings
+                copy = value[:]
         for i, item in enumerate(value):
-            if type(item) in _NESTED:
-                value[i] = _compacted(item, always)
-        return value
+            kind = type(item)
+            if kind is str:
+                if always or len(item) <= SHORT:
+                    copy[i] = _intern(item)
+            elif kind in _NESTED:
+                copy[i] = _compacted(item, always)
+        return copy
     if kind is dict:
         return {(_intern(k) if type(k) is str else k): _compacted(v, False)
                 for k, v in value.items()}

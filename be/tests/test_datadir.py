@@ -469,8 +469,9 @@ def _stored(engine, coll, key):
 
 
 def _file_bytes(path):
-    return b"".join(open(os.path.join(path, name), "rb").read()
-                    for name in sorted(os.listdir(path)) if not os.path.isdir(os.path.join(path, name)))
+    """The bytes of the folder's files (its journal and snapshot; not ``blobs``)."""
+    files = [os.path.join(path, name) for name in sorted(os.listdir(path))]
+    return b"".join(open(f, "rb").read() for f in files if os.path.isfile(f))
 
 
 def test_large_bytes_live_in_a_file_and_reads_return_them(tmp_path):
