@@ -5,7 +5,9 @@ returns, and walks every filter and update converting dates, all through generic
 code (``copy.deepcopy``, chains of isinstance tests). Stored documents hold only
 dicts, lists and immutable BSON values, which a plain recursive copy handles far
 faster; each function here answers exactly as the mongomock code it stands in for
-(be/tests/test_embedded_fast.py compares them). ``patches`` installs
+(be/tests/test_embedded_fast.py compares them), except that ``_copy_field`` returns
+the bytes of a value a data folder keeps in a file (be.embedded.blobs) where the
+stored document holds its reference. ``patches`` installs
 ``COPY_MODULE``, ``_copy_field`` and ``_patch_dates`` in mongomock; ``.original``
 on the last two is mongomock's own function, kept by ``patches.apply``.
 """
@@ -15,8 +17,11 @@ import types
 
 import bson
 
+from be.embedded import blobs
+
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, datetime.datetime,
-                        bson.ObjectId, bson.Decimal128, bson.Int64, bson.Timestamp})
+                        bson.ObjectId, bson.Decimal128, bson.Int64, bson.Timestamp,
+                        blobs.BlobRef})
 
 
 def _deepcopy(value, memo=None):
@@ -42,10 +47,13 @@ COPY_MODULE = types.SimpleNamespace(deepcopy=_deepcopy, copy=_shallow_copy)
 
 def _copy_field(obj, container):
     # mongomock's copy of every field it returns, with plain dicts, lists and
-    # immutable values handled directly
+    # immutable values handled directly; a value a data folder keeps in a file
+    # (be.embedded.blobs) is read from it
+    cls = type(obj)
+    if cls is blobs.BlobRef:
+        return blobs.resolve(obj)
     if container is not dict:
         return _copy_field.original(obj, container)
-    cls = type(obj)
     if cls is dict:
         return {k: _copy_field(v, dict) for k, v in obj.items()}
     if cls is list:

@@ -3,6 +3,7 @@
 Files (N a generation number, 8 digits)::
 
     LOCK                  held (flock) by the one server using the folder
+    blobs/<sha256>        a large binary value (a picture) of a document (be.embedded.blobs)
     snapshot-N.bson       every collection as it was around the time journal N began
     journal-N.log         every change since journal N began, one record per commit
     *.tmp                 a snapshot being written (ignored and removed at start-up)
@@ -50,7 +51,7 @@ import time
 import bson
 from mongomock.helpers import hashdict
 
-from be.embedded import frames, indexmaps, journaled
+from be.embedded import blobs, frames, indexmaps, journaled
 from be.embedded.journal import Journal
 from be.errors import StartupError
 
@@ -150,11 +151,15 @@ class DataDir:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self.tracker = journaled.Tracker(on_commit=self._maybe_snapshot)
+            self.blobs = blobs.BlobStore(self.path)
+            self.blobs.open()
+            self.tracker = journaled.Tracker(on_commit=self._maybe_snapshot, blobs=self.blobs)
             self.server = journaled.JournaledServer(self.tracker)
             self.report = self._load()
             gc.freeze()
         except BaseException:
+            if getattr(self, "blobs", None) is not None:
+                self.blobs.close()
             self._lock.release()
             raise
         finally:
@@ -271,8 +276,10 @@ class DataDir:
                     if "ix" in meta:
                         journaled.set_indexes(store, meta["ix"], meta.get("created", False))
                     target = store._documents
+                    fields = indexmaps._indexed_fields(store)
+                    compact, key_of = indexmaps.compact, indexmaps._store_key
                     for doc in docs[1:]:
-                        target[indexmaps._store_key(doc["_id"])] = doc
+                        target[key_of(doc["_id"])] = compact(doc, fields)
                     documents += len(docs) - 1
         except StopIteration:
             raise StartupError(f"{path} is empty: the data folder cannot be loaded; "
@@ -305,16 +312,20 @@ class DataDir:
                     else:
                         for op in ops:
                             where = (op["db"], op["c"])
-                            store = stores.get(where)
-                            if store is None:
-                                store = stores[where] = self.server[where[0]][where[1]]
+                            known = stores.get(where)
+                            if known is None:
+                                store = self.server[where[0]][where[1]]
+                                known = stores[where] = (
+                                    store, indexmaps._indexed_fields(store))
+                            store, fields = known
                             doc = op.get("put")
                             if doc is not None:  # the common case, inline
                                 key = doc["_id"]
-                                store._documents[
-                                    hashdict(key) if type(key) is dict else key] = doc
+                                store._documents[hashdict(key) if type(key) is dict
+                                                 else key] = indexmaps.compact(doc, fields)
                             else:
                                 journaled.apply(self.server, op)
+                                stores.pop(where)  # its indexes may have changed
                         kept += 1
                     good_end = offset + frames.HEADER.size + len(payload)
             except frames.Damaged as exc:
@@ -467,5 +478,6 @@ class DataDir:
             self.tracker.commit()
             self.closed = True
         self.journal.close()
+        self.blobs.close()
         self._lock.release()
         gc.unfreeze()

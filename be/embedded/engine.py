@@ -19,7 +19,10 @@ through it. Functions in ``OBSERVERS`` see every call of every engine in the
 process: the index test records the suite's query shapes through it.
 """
 import contextlib
+import ctypes
 import functools
+import os
+import sys
 import threading
 
 import mongomock
@@ -70,6 +73,31 @@ class EngineLock:
     def held(self):
         """True while some thread holds the lock (a request in progress)."""
         return self._depth > 0
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+_arenas_capped = False
+
+
+def cap_malloc_arenas(arenas=2):
+    """Cap glibc's malloc arenas (once per process; Linux only; MALLOC_ARENA_MAX in
+    the environment wins). glibc gives threads that allocate at the same time arenas
+    of their own, and an arena keeps what was freed in it: the request threads
+    decode request bodies (a picture is 40 KB of base64) and the data folder runs 8
+    of them. The shop lives in this process's heap, so that memory counts: loading
+    40,000 books with a picture each into a data folder ended at 374 MiB of RSS
+    with glibc's default (8 per core) and 360 MiB with 2."""
+    global _arenas_capped
+    if _arenas_capped or os.environ.get("MALLOC_ARENA_MAX") or \
+            not sys.platform.startswith("linux"):
+        return
+    _arenas_capped = True
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to cap
+        return
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt(_M_ARENA_MAX, arenas)
 
 
 _LOCK = EngineLock()
@@ -147,6 +175,7 @@ class EmbeddedEngine:
 
     def __init__(self, data_dir=None, journal_limit=64 << 20):
         patches.apply()  # refuses a mongomock it was not tested with
+        cap_malloc_arenas()
         self.observer = None
         # the lock every call takes; holding it makes several calls one atomic step
         # (the API holds it for a whole request: be.api._one_request_at_a_time)

@@ -8,17 +8,28 @@ kept current on every write through the hooks below (installed by ``patches``).
 At 100,000 orders a typical buyer's list went from 98 ms to 0.98 ms and one
 timeout sweep from 94 ms to 0.05 ms (doc/scaling.md); be/tests/test_embedded.py
 checks every answer against mongomock's own scan.
+
+The maps name documents by their insertion rank (a small int), each value's
+documents as one rank or an array of ranks in order: 4 bytes a posting where a set
+of keys took about 60 (40,000 books' 5.8 million search terms: about 25 MB instead
+of about 350 MB). Documents are stored compact (``compact``): a plain dict whose
+field names, and the values of its indexed fields, are interned, so the 146 search
+terms of a book are shared with every other book's and with the map's keys.
 """
 import datetime
+import functools
+import sys
 import threading
 import time
+from array import array
+from bisect import bisect_left
 
 import bson
 import mongomock
 from mongomock import collection as _mm_collection
 from mongomock.filtering import NOTHING, iter_key_candidates
 
-from be.embedded import limits, ordered
+from be.embedded import blobs, limits, ordered
 from be.embedded.copies import _deepcopy
 
 _RANGE = frozenset({"$gt", "$gte", "$lt", "$lte"})
@@ -76,7 +87,7 @@ def _unique_value(doc, index):
 
 _EQ_TYPES = frozenset({str, int, bool, float, type(None), datetime.datetime,
                        bson.ObjectId, bson.Int64})
-# operand types a range can use the map's "present" set for: bson_compare only
+# operand types a range can use the map's "present" ranks for: bson_compare only
 # matches values of the same comparison type, and those are never null
 _RANGE_TYPES = frozenset({str, int, float, datetime.datetime, bson.Int64})
 _OTHER = object()  # key of an unhashable scalar (Decimal128, Regex...): present, never equal
@@ -88,13 +99,18 @@ def _eq_value(value):
 
 
 class _FieldMap:
-    """value -> _ids for one field, plus the _ids holding any non-null value."""
+    """value -> the documents holding it, for one field, plus the documents holding
+    any non-null value (``present``). Documents are named by their rank in the
+    store (an int, ``_Secondary``); a value's documents (its posting) are one rank,
+    or an ``array`` of two or more ranks in ascending (natural) order; ``present``
+    is such an array too."""
     __slots__ = ("field", "buckets", "present", "ready")
 
     def __init__(self, field):
         self.field = field
         self.buckets = {}
-        self.present = set()  # what a range on the field can match (a sparse index's keys)
+        # what a range on the field can match (a sparse index's keys)
+        self.present = _ranks_array()
         self.ready = True  # False while filled in the background (fill_in_background)
 
     def keys(self, doc):
@@ -110,62 +126,124 @@ class _FieldMap:
                 _add_key(keys, value)
         return keys
 
-    def update(self, doc_key, old, new):
+    def update(self, rank, old, new):
         if old == new:
             return
         buckets = self.buckets
         for value in old - new:
-            bucket = buckets.get(value)
-            if bucket is not None:
-                bucket.discard(doc_key)
-                if not bucket:
-                    del buckets[value]
+            _discard(buckets, value, rank)
         for value in new - old:
-            bucket = buckets.get(value)
-            if bucket is None:
-                bucket = buckets[value] = set()
-            bucket.add(doc_key)
+            _post(buckets, value, rank)
         if len(new) > (None in new):
-            self.present.add(doc_key)
+            self.present = _insert(self.present, rank)
         else:
-            self.present.discard(doc_key)
+            _remove(self.present, rank)
 
     def fill(self, documents):
-        """The map of ``documents`` (store key -> document), as ``update`` from
-        nothing for each, in one pass: a top-level field holding a plain value, or
-        a list of strings (the search terms: about 145 per generated book), is
-        handled inline, any other value through ``keys``. For 40,000 books' terms
-        (5.8 million keys) this took 3.7 s where ``update`` per document took 12 s
-        (a loaded 2-core machine; it is most of a large data folder's load time)."""
+        """The map of ``documents`` ((rank, document) pairs, best in ascending
+        rank), as ``update`` from nothing for each, in one pass: a top-level field
+        holding a plain value, or a list of strings (the search terms: about 145 per
+        generated book), is handled inline, any other value through ``keys``. For
+        40,000 books' terms (5.8 million keys) this took 3.7 s where ``update`` per
+        document took 12 s (a loaded 2-core machine; it is most of a large data
+        folder's load time)."""
         if "." in self.field:
-            for doc_key, doc in documents.items():
-                self.update(doc_key, _NO_KEYS, self.keys(doc))
+            for rank, doc in documents:
+                self.update(rank, _NO_KEYS, self.keys(doc))
             return
-        field, buckets, present = self.field, self.buckets, self.present
-        for doc_key, doc in documents.items():
+        field, buckets = self.field, self.buckets
+        for rank, doc in documents:
             value = doc.get(field)
             kind = type(value)
             if kind in _FILL_SCALARS:
-                try:
-                    buckets[value].add(doc_key)
-                except KeyError:
-                    buckets[value] = {doc_key}
+                _post(buckets, value, rank)
                 if value is not None:
-                    present.add(doc_key)
+                    self.present = _insert(self.present, rank)
             elif kind is list:
                 for item in value:
-                    if type(item) is not str:  # the general way (strings added twice: no harm)
-                        self.update(doc_key, _NO_KEYS, self.keys(doc))
+                    if type(item) is not str:  # the general way (strings posted twice: no harm)
+                        self.update(rank, _NO_KEYS, self.keys(doc))
                         break
-                    try:
-                        buckets[item].add(doc_key)
-                    except KeyError:
-                        buckets[item] = {doc_key}
+                    posting = buckets.get(item)
+                    if posting is None:
+                        buckets[item] = rank
+                    elif type(posting) is array and posting[-1] < rank:
+                        posting.append(rank)  # the common case: ranks come in order
+                    else:
+                        _post(buckets, item, rank)
                 else:
                     if value:
-                        present.add(doc_key)
+                        self.present = _insert(self.present, rank)
             else:
-                self.update(doc_key, _NO_KEYS, self.keys(doc))
+                self.update(rank, _NO_KEYS, self.keys(doc))
+
+    def view(self):
+        """{value: set of ranks}: the map as plain sets (tests compare maps so)."""
+        return {value: _ranks(posting) for value, posting in self.buckets.items()}
+
+
+def _ranks(posting):
+    """The ranks of a posting, as a set."""
+    return {posting} if type(posting) is int else set(posting)
+
+
+def _size(posting):
+    return 1 if type(posting) is int else len(posting)
+
+
+def _ranks_array(ranks=()):
+    """Ranks in an array of 4 bytes each (8 once a rank passes 2**32 - 1)."""
+    return array("I" if not ranks or max(ranks) <= 0xFFFFFFFF else "Q", ranks)
+
+
+def _insert(ranks, rank):
+    """``rank`` put in its place in the ascending array ``ranks`` (already there:
+    nothing); returns the array (a wider one when ``rank`` needs it)."""
+    if rank > 0xFFFFFFFF and ranks.typecode == "I":
+        ranks = array("Q", ranks)
+    if not ranks or ranks[-1] < rank:
+        ranks.append(rank)  # the common case: a new document has the highest rank
+    else:
+        i = bisect_left(ranks, rank)
+        if ranks[i] != rank:
+            ranks.insert(i, rank)
+    return ranks
+
+
+def _remove(ranks, rank):
+    """``rank`` taken out of the ascending array ``ranks`` (not there: nothing)."""
+    i = bisect_left(ranks, rank)
+    if i < len(ranks) and ranks[i] == rank:
+        del ranks[i]
+
+
+def _post(buckets, value, rank):
+    """Add ``rank`` to ``value``'s posting (already there: nothing)."""
+    posting = buckets.get(value)
+    if posting is None:
+        buckets[value] = rank
+    elif type(posting) is int:
+        if posting != rank:
+            buckets[value] = _ranks_array((posting, rank) if posting < rank else (rank, posting))
+    else:
+        grown = _insert(posting, rank)
+        if grown is not posting:
+            buckets[value] = grown
+
+
+def _discard(buckets, value, rank):
+    """Remove ``rank`` from ``value``'s posting (not there: nothing); an emptied
+    value is dropped, a posting of one rank kept as that rank."""
+    posting = buckets.get(value)
+    if posting is None:
+        return
+    if type(posting) is int:
+        if posting == rank:
+            del buckets[value]
+        return
+    _remove(posting, rank)
+    if len(posting) == 1:
+        buckets[value] = posting[0]
 
 
 # value types ``fill`` maps inline: hashable, equal only to themselves and to what
@@ -181,14 +259,22 @@ def _add_key(keys, value):
 
 
 class _Secondary:
-    """A store's maps, by field, and each document's insertion rank: candidates
-    come back in natural order, as mongomock's scan returns them."""
-    __slots__ = ("maps", "seq", "next")
+    """A store's maps, by field, and each document's insertion rank (``seq``: key
+    -> rank, ``keys``: rank -> key): the maps name documents by rank, and ranks
+    ascend in natural order, so candidates come back as mongomock's scan returns
+    them."""
+    __slots__ = ("maps", "seq", "keys", "next")
 
     def __init__(self, store):
         self.maps = {}
         self.seq = {key: n for n, key in enumerate(store._documents)}
+        self.keys = {n: key for key, n in self.seq.items()}
         self.next = len(self.seq)
+
+    def ranked(self, documents):
+        """(rank, document) for each of ``documents`` (key -> document)."""
+        seq = self.seq
+        return ((seq[key], doc) for key, doc in documents.items())
 
 
 def _indexed_fields(store):
@@ -213,7 +299,7 @@ def _secondary(store):
         state = store._secondary = _Secondary(store)
     for field in wanted - state.maps.keys():
         fmap = _FieldMap(field)
-        fmap.fill(store._documents)
+        fmap.fill(state.ranked(store._documents))
         state.maps[field] = fmap
     for field in state.maps.keys() - wanted:
         del state.maps[field]
@@ -262,8 +348,9 @@ def fill_in_background(store, lock, chunk_seconds=0.01, on_done=None, between=No
                     deadline = time.perf_counter() + chunk_seconds
                     while start < len(keys):
                         end = min(start + 64, len(keys))
-                        chunk = {k: documents[k] for k in keys[start:end] if k in documents}
-                        fmap.fill(chunk)
+                        seq = state.seq
+                        fmap.fill([(seq[k], documents[k]) for k in keys[start:end]
+                                   if k in documents])
                         start = end
                         if time.perf_counter() > deadline:
                             break
@@ -328,7 +415,7 @@ def _index_plan(store, filter):
             kind, values, exact = how
             if kind == "eq":
                 values = tuple(dict.fromkeys(values))
-                estimate = sum(len(fmap.buckets.get(v, ())) for v in values)
+                estimate = sum(_size(fmap.buckets[v]) for v in values if v in fmap.buckets)
             else:
                 estimate = len(fmap.present)
             served.append((estimate, kind, fmap, values, exact, where, field))
@@ -336,31 +423,36 @@ def _index_plan(store, filter):
         return None
     served.sort(key=lambda s: s[0])
 
+    # the candidates' ranks, ascending (natural order): the smallest clause's
+    # documents, kept if every other served clause holds them too
     candidates = None
     for _, kind, fmap, values, _, _, _ in served:
         if kind == "range":
-            sets = [fmap.present]
+            postings = [fmap.present]
         else:
-            sets = [fmap.buckets[v] for v in values if v in fmap.buckets]
+            postings = [fmap.buckets[v] for v in values if v in fmap.buckets]
         if candidates is None:
-            candidates = set().union(*sets)
-        elif len(sets) == 1:
-            candidates &= sets[0]
+            if len(postings) == 1 and type(postings[0]) is not set:
+                posting = postings[0]
+                candidates = [posting] if type(posting) is int else posting
+            else:
+                candidates = sorted(_union(postings))
         else:
-            candidates = {k for k in candidates if any(k in s for s in sets)}
+            if len(postings) == 1 and type(postings[0]) is set:
+                holds = postings[0].__contains__
+            elif len(candidates) * 8 > sum(_size(p) for p in postings):
+                holds = _union(postings).__contains__  # many probes: one set
+            else:
+                holds = functools.partial(_holds, postings)  # few: bisect each
+            candidates = [r for r in candidates if holds(r)]
         if not candidates:
             return [], filter
 
-    # natural order: by insertion rank, or a walk of the store when most match
-    # (lazy: a limited read stops at its last document, as a real index scan does;
-    # the first 500 of 11,000 search candidates among 40,000 books walked 2,000
-    # documents instead of 40,000)
-    documents = store._documents
-    if len(candidates) * 8 > len(documents):
-        docs = (doc for key, doc in documents.items() if key in candidates)
-    else:
-        seq = state.seq
-        docs = [documents[key] for key in sorted(candidates, key=seq.__getitem__)]
+    # natural order: by insertion rank (lazy: a limited read stops at its last
+    # document, as a real index scan does; the first 500 of 11,000 search
+    # candidates among 40,000 books read 500 documents instead of 11,000)
+    documents, keys = store._documents, state.keys
+    docs = (documents[keys[r]] for r in candidates)
 
     exact = {(where, field) for _, _, _, _, is_exact, where, field in served if is_exact}
     residual = {k: v for k, v in filter.items() if (None, k) not in exact and k != "$and"}
@@ -374,6 +466,35 @@ def _index_plan(store, filter):
         if rest:
             residual["$and"] = rest
     return docs, residual
+
+
+def _union(postings):
+    """The ranks of ``postings`` (ranks, arrays of ranks, sets), as one set."""
+    ranks = set()
+    for posting in postings:
+        if type(posting) is int:
+            ranks.add(posting)
+        else:
+            ranks.update(posting)
+    return ranks
+
+
+def _holds(postings, rank):
+    """Does one of ``postings`` (ranks, arrays of ranks, sets) hold ``rank``?
+    Arrays are bisected."""
+    for posting in postings:
+        kind = type(posting)
+        if kind is int:
+            if posting == rank:
+                return True
+        elif kind is set:
+            if rank in posting:
+                return True
+        else:
+            i = bisect_left(posting, rank)
+            if i < len(posting) and posting[i] == rank:
+                return True
+    return False
 
 
 def _touches(field, update):
@@ -440,8 +561,83 @@ def _ensure_uniques(self, new_data):
 # (``original`` on each is mongomock's own).
 
 
+_intern = sys.intern
+# Strings up to this long are interned when stored (other than ``_id``s, unique by
+# definition): the values many documents repeat (a tag, an author, a publisher, a
+# state, a store or user id, a book id) are then held once. Longer ones (texts,
+# 32-character order ids, sha256 ids) are mostly unique: interning them would only
+# grow the interpreter's table of interned strings.
+SHORT = 24
+
+
+def compact(doc, fields=()):
+    """``doc`` as it is stored: plain dicts (mongomock makes an upserted document an
+    OrderedDict: 1,264 bytes for a 15-field description, 464 as a dict), every field
+    name interned, at any depth (a document decoded from BSON, or from a request's
+    JSON, has its own copy of each: an order's lines and history repeat
+    "book_id", "count", "price", "state", "at"), and so every string of up to
+    ``SHORT`` characters and every string value or array element of ``fields``
+    (the store's indexed fields: ``_indexed_fields``). Arrays are copied at their
+    exact size, and a blob reference as BSON decodes it becomes a ``BlobRef``.
+
+    A search term is then one object however many books hold it (40,000 books'
+    5.8 million terms are about 100,000 distinct strings), shared with the index
+    map's key; so are a tag, an author, a state. 100,000 orders loaded from a data
+    folder took 292 MiB before nested documents were compacted too. Interned
+    strings are freed with their last holder (CPython 3.12 alone keeps them for
+    the process's life: distinct short values, a bounded set)."""
+    if not isinstance(doc, dict):
+        return doc
+    out = {}
+    for name, value in doc.items():
+        if type(name) is str:
+            name = _intern(name)
+        kind = type(value)
+        if kind is str:  # the common case, inline (load time: every field of every document)
+            if len(value) <= SHORT and name != "_id" or name in fields:
+                value = _intern(value)
+        elif kind in _NESTED and (name != "_id" or kind is dict):
+            value = _compacted(value, name in fields)
+        out[name] = value
+    return out
+
+
+def _compacted(value, always):
+    """A stored value, compacted as ``compact`` says; ``always``: intern its
+    strings whatever their length."""
+    kind = type(value)
+    if kind is str:
+        return _intern(value) if always or len(value) <= SHORT else value
+    if kind is list:
+        copy = value[:]  # a slice is allocated at its exact size
+        if always:  # an indexed array: search terms, 146 a book
+            try:
+                copy[:] = map(_intern, value)  # the same size: no reallocation
+                return copy
+            except TypeError:  # not only strings
+                copy = value[:]
+        for i, item in enumerate(value):
+            kind = type(item)
+            if kind is str:
+                if always or len(item) <= SHORT:
+                    copy[i] = _intern(item)
+            elif kind in _NESTED:
+                copy[i] = _compacted(item, always)
+        return copy
+    if kind is dict:
+        return {(_intern(k) if type(k) is str else k): _compacted(v, False)
+                for k, v in value.items()}
+    if kind is bson.Binary and value.subtype == blobs.SUBTYPE:
+        return blobs.BlobRef(value)  # a reference to a file, as BSON decodes it
+    return value
+
+
+_NESTED = frozenset({str, list, dict, bson.Binary})  # what _compacted may change
+
+
 def _store_setitem(self, key, val):
     limits.check_stored(val)  # 16 MiB, int64: refused as pymongo refuses them
+    val = compact(val, _indexed_fields(self))
     state = self.__dict__.get("_secondary")
     if state is None:
         _store_setitem.original(self, key, val)
@@ -450,10 +646,13 @@ def _store_setitem(self, key, val):
     old = self._documents.get(key)
     _store_setitem.original(self, key, val)
     if old is None:  # a new key goes last in the OrderedDict: natural order
-        state.seq[key] = state.next
+        rank = state.seq[key] = state.next
+        state.keys[rank] = key
         state.next += 1
+    else:
+        rank = state.seq[key]
     for fmap in state.maps.values():
-        fmap.update(key, fmap.keys(old) if old is not None else _NO_KEYS, fmap.keys(val))
+        fmap.update(rank, fmap.keys(old) if old is not None else _NO_KEYS, fmap.keys(val))
     ordered.refresh(self, key, val)
 
 
@@ -463,13 +662,22 @@ def _store_delitem(self, key):
     _store_delitem.original(self, key)
     ordered.refresh(self, key, None)
     if old is not None:
-        state.seq.pop(key, None)
+        rank = state.seq.pop(key)
+        state.keys.pop(rank, None)
         for fmap in state.maps.values():
-            fmap.update(key, fmap.keys(old), _NO_KEYS)
+            fmap.update(rank, fmap.keys(old), _NO_KEYS)
+
+
+def _store_init(self, name):
+    _store_init.original(self, name)
+    # a plain dict keeps insertion order as mongomock's OrderedDict does (mongomock
+    # uses only mapping operations on it), at about 70 bytes a document less
+    self._documents = {}
 
 
 def _store_drop(self):
     _store_drop.original(self)
+    self._documents = {}
     self.__dict__.pop("_secondary", None)
     ordered.forget(self)
 
@@ -515,8 +723,10 @@ def _tracked_maps(self, doc, update, apply):
     try:
         return apply()
     finally:
-        for fmap, old in zip(maps, before):
-            fmap.update(key, old, fmap.keys(doc))
+        if maps:
+            rank = state.seq[key]
+            for fmap, old in zip(maps, before):
+                fmap.update(rank, old, fmap.keys(doc))
         if changed is not None:
             changed(key)
 

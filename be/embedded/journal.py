@@ -29,6 +29,7 @@ import os
 import threading
 
 from be import errors
+from be.embedded import blobs
 
 log = logging.getLogger("bookstore")
 
@@ -54,6 +55,7 @@ class Journal:
         self._work = threading.Condition(self._mutex)  # the flusher waits for orphans
         self._buffer = bytearray()  # appended, not yet taken by a flush
         self._orphans = False       # the buffer holds a change nobody will wait for
+        self._files = []            # blob files the buffer's records name
         self._flushing = None       # (end position, Event) of the batch being flushed
         self._fd = fd
         self.path = path
@@ -64,6 +66,7 @@ class Journal:
         self.records = 0            # frames appended to the current file
         self.records_total = 0      # frames appended since the folder was opened
         self.syncs = 0              # fsyncs done (group commit: records per sync)
+        self.blob_syncs = 0         # flushes that fsynced blob files first
         self.failed = None          # the OSError that stopped the journal
         self._stopping = False
         self._stopped = False
@@ -71,14 +74,18 @@ class Journal:
                                         daemon=True)
         self._thread.start()
 
-    def append(self, data, waited_for=False):
+    def append(self, data, waited_for=False, files=()):
         """Add one framed record (the caller holds the engine lock); returns the
         position a reply depending on it must wait for. ``waited_for``: the
         caller will wait for that position itself (and flush it if nobody is);
-        otherwise the flusher thread is woken to flush it."""
+        otherwise the flusher thread is woken to flush it. ``files`` (paths of
+        blob files the record names, be.embedded.blobs) are fsynced, and their
+        folder, before the record is written."""
         with self._mutex:
             if self.failed is not None:  # the file ends at the failure: never durable
                 return self.appended + 1
+            if files:
+                self._files.extend(files)
             self._buffer += data
             self.appended += len(data)
             self.size += len(data)
@@ -112,12 +119,19 @@ class Journal:
     def _take(self):
         """Start a flush of everything appended so far (the caller holds _mutex)."""
         data, self._buffer, self._orphans = self._buffer, bytearray(), False
+        files, self._files = self._files, []
         self._flushing = (self.appended, threading.Event())
-        return data, self.appended, self._fd, self._flushing[1]
+        return data, files, self.appended, self._fd, self._flushing[1]
 
-    def _flush(self, data, target, fd, event):
-        """Write and sync one batch (no lock held: others append meanwhile)."""
+    def _flush(self, data, files, target, fd, event):
+        """Write and sync one batch (no lock held: others append meanwhile), the
+        blob files its records name made durable first."""
         try:
+            if files:
+                for path in dict.fromkeys(files):
+                    blobs.fsync_file(path)
+                blobs.fsync_dir(os.path.dirname(files[0]))
+                self.blob_syncs += 1
             write_all(fd, data)
             _datasync(fd)
         except OSError as exc:

@@ -25,8 +25,10 @@ import logging
 import bson
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 
-from be.embedded import frames
-from be.embedded.indexmaps import _store_key
+from be import errors
+from be.embedded import frames, limits
+from be.embedded.blobs import MIN_BYTES
+from be.embedded.indexmaps import _indexed_fields, _store_key, compact
 
 log = logging.getLogger("bookstore")
 
@@ -38,9 +40,11 @@ class Tracker:
     """What changed since the last commit, for one engine's stores; ``commit``
     turns it into a journal record."""
 
-    def __init__(self, journal=None, on_commit=None):
+    def __init__(self, journal=None, on_commit=None, blobs=None):
         self.journal = journal        # set once the data folder is loaded
         self.on_commit = on_commit    # called after each record (snapshot trigger)
+        self.blobs = blobs            # the folder's BlobStore (be.embedded.blobs)
+        self._files = []              # blob files the next record names: fsynced first
         self._dirty = {}              # store -> {key: None}: changed, in order (new
         #                               documents replay in their insertion order)
         self._dropped = {}            # store -> None (ordered set)
@@ -62,6 +66,34 @@ class Tracker:
         self._indexes[store] = None
         PENDING.add(self)
 
+    def externalize(self, store, doc):
+        """``doc`` about to be stored whole, with its large top-level ``bytes``
+        values written to blob files and replaced by references (be.embedded.blobs);
+        ``doc`` itself when it has none (or there is no folder)."""
+        blobs = self.blobs
+        if blobs is None or not isinstance(doc, dict):
+            return doc
+        large = [name for name, value in doc.items()
+                 if type(value) is bytes and len(value) >= MIN_BYTES]
+        if not large:
+            return doc
+        indexed = _indexed_fields(store)
+        large = [name for name in large if name not in indexed]
+        if not large:
+            return doc
+        limits.check_stored(doc)  # measured as MongoDB stores it, bytes and all
+        out = dict(doc)
+        for name in large:
+            try:
+                out[name], path = blobs.put(doc[name])
+            except OSError as exc:  # a full disk, say: this write only is refused
+                log.error("data folder: %s cannot be written (%s)", blobs.path, exc)
+                raise errors.NotDurable(
+                    f"the data folder cannot take the value of {name} "
+                    f"({exc.strerror or exc}); the change was not saved") from None
+            self._files.append(path)
+        return out
+
     def commit(self, waited_for=False):
         """Append one record with every change since the last commit (the caller
         holds the engine lock); returns the journal position to wait for.
@@ -72,6 +104,7 @@ class Tracker:
             return journal.appended if journal is not None else 0
         dirty, dropped, indexes = self._dirty, self._dropped, self._indexes
         self._dirty, self._dropped, self._indexes = {}, {}, {}
+        files, self._files = self._files, []
         try:
             ops = [bson.encode({"db": s.db_name, "c": s.name, "drop": True}) for s in dropped]
             ops += [bson.encode({"db": s.db_name, "c": s.name, "ix": index_specs(s),
@@ -92,7 +125,7 @@ class Tracker:
             log.critical("a change cannot be journaled (%s: %s): no further change will "
                          "be acknowledged; restart the server", type(exc).__name__, exc)
             return journal.fail(exc)
-        position = journal.append(frames.frame(b"".join(ops)), waited_for)
+        position = journal.append(frames.frame(b"".join(ops)), waited_for, files)
         if self.on_commit is not None:
             self.on_commit()
         return position
@@ -119,7 +152,7 @@ class JournaledCollection(CollectionStore):
         self._tracker = tracker
 
     def __setitem__(self, key, val):
-        super().__setitem__(key, val)
+        super().__setitem__(key, self._tracker.externalize(self, val))
         self._tracker.touch(self, key)
 
     def __delitem__(self, key):
@@ -193,7 +226,7 @@ def apply(server, op):
     store = server[op["db"]][op["c"]]
     if "put" in op:
         doc = op["put"]
-        store._documents[_store_key(doc["_id"])] = doc
+        store._documents[_store_key(doc["_id"])] = compact(doc, _indexed_fields(store))
     elif "del" in op:
         store._documents.pop(_store_key(op["del"]), None)
     elif "drop" in op:

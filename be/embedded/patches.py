@@ -63,6 +63,9 @@ PATCHES = (
     Patch("mongomock.helpers", "patch_datetime_awareness_in_document", copies._patch_dates,
           "the date walk over every filter, update and document, common types first"),
     # index maps kept current, unique indexes by map (indexmaps)
+    Patch(_STORE, "__init__", indexmaps._store_init,
+          "documents in a plain dict (insertion-ordered) instead of an OrderedDict: "
+          "about 70 bytes a document less"),
     Patch(_STORE, "__setitem__", indexmaps._store_setitem,
           "index maps follow inserts, replaced documents and rollbacks"),
     Patch(_STORE, "__delitem__", indexmaps._store_delitem,

@@ -41,7 +41,9 @@ LINES = [("b1", 2), ("b2", 3)]  # two lines: every bulk write has two operations
 TOTAL = 2 * 1000 + 3 * 250
 STOCK = {"b1": 50, "b2": 50}
 PASSWORD = "pw"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+# 2 KiB: on a data folder each is kept in a file (be.embedded.blobs), so the
+# folder's crash points (test_datadir_crashes) cover writing those files too
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2048
 PICTURES = [base64.b64encode(PNG + bytes([n])).decode() for n in range(3)]
 ONE = {"id": "b1", "title": "One", "price": 1000, "pictures": PICTURES[:1]}
 RIVAL_ONE = {"id": "b1", "title": "The rival's One", "author": "Rival", "price": 900,

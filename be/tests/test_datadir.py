@@ -2,7 +2,9 @@
 every change survives a crash and a clean restart, snapshots are consistent while
 requests write, a torn or corrupt journal tail is cut and reported, replies wait
 for the disk, and a disk that fails stops acknowledgements."""
+import base64
 import datetime
+import hashlib
 import os
 import threading
 import types
@@ -16,9 +18,9 @@ from be.api import create_app
 from be.audit import audit
 from be.backend import Backend
 from be.clock import ManualClock
-from be.embedded import EmbeddedEngine, journal as journal_module, journaled
+from be.embedded import EmbeddedEngine, blobs, journal as journal_module, journaled
 from be.errors import StartupError
-from be.model import orders, stores, users
+from be.model import orders, search, stores, users
 from be.tests.support import engines
 from be.tests.support.datadirs import crash, dump, frames_of, journals, reopen, snapshots
 from be.watcher import sweep
@@ -563,4 +565,160 @@ def test_a_change_the_journal_cannot_hold_stops_acknowledgements(tmp_path, caplo
     crash(engine)
     ctx = shop_ctx(tmp_path)
     assert "huge" not in ctx.db.users.find_one({"_id": "buyer"})
+    ctx.close()
+
+
+# ---------------------------------------------------------------- large values in files
+
+PICTURE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20  # 5 KiB: kept in a file
+DIGEST = hashlib.sha256(PICTURE).hexdigest()
+
+
+def _stored(engine, coll, key):
+    return engine.storage.server["shop"][coll]._documents[key]
+
+
+def _file_bytes(path):
+    """The bytes of the folder's files (its journal and snapshot; not ``blobs``)."""
+    files = [os.path.join(path, name) for name in sorted(os.listdir(path))]
+    return b"".join(open(f, "rb").read() for f in files if os.path.isfile(f))
+
+
+def test_large_bytes_live_in_a_file_and_reads_return_them(tmp_path):
+    engine = EmbeddedEngine(str(tmp_path))
+    db = engine.database("shop")
+    # as be.model.catalogue writes a picture: an upsert, $setOnInsert
+    db.pictures.bulk_write([UpdateOne({"_id": "p"}, {"$setOnInsert": {
+        "data": PICTURE, "content_type": "image/png"}}, upsert=True)], ordered=False)
+    db.pictures.insert_one({"_id": "q", "data": PICTURE, "also": PICTURE[:100]})
+    db.pictures.insert_one({"_id": "small", "data": b"\x00" * 100})
+    ref = _stored(engine, "pictures", "p")["data"]
+    assert blobs.is_ref(ref) and len(ref) == 40  # the document holds 40 bytes, not 5 KiB
+    assert blobs.is_ref(_stored(engine, "pictures", "q")["data"])
+    assert type(_stored(engine, "pictures", "q")["also"]) is bytes  # under MIN_BYTES
+    assert type(_stored(engine, "pictures", "small")["data"]) is bytes
+    assert os.listdir(tmp_path / "blobs") == [DIGEST]  # one file per content
+    assert (tmp_path / "blobs" / DIGEST).read_bytes() == PICTURE
+
+    def check(engine):
+        db = engine.database("shop")
+        assert db.pictures.find_one({"_id": "p"}) == {
+            "_id": "p", "data": PICTURE, "content_type": "image/png"}
+        assert db.pictures.find_one({"_id": "q"}, {"data": 1}) == {"_id": "q", "data": PICTURE}
+        assert [d["data"] for d in db.pictures.find({}, sort=[("_id", 1)])] == \
+            [PICTURE, PICTURE, b"\x00" * 100]
+        assert db.pictures.find_one({"_id": "p"}, {"data": 0}) == {
+            "_id": "p", "content_type": "image/png"}
+
+    check(engine)
+    engine.storage.journal.sync()
+    assert PICTURE[8:200] not in _file_bytes(tmp_path)  # the journal holds the reference
+    before = dump(engine)
+    crash(engine)
+    engine = reopen(tmp_path)  # from the journal
+    assert dump(engine) == before
+    check(engine)
+    engine.close()  # a snapshot
+    engine = reopen(tmp_path)
+    assert engine.storage.report["records"] == 0
+    assert PICTURE[8:200] not in _file_bytes(tmp_path)
+    check(engine)
+    engine.close()
+
+
+def test_a_blob_file_is_on_disk_before_the_record_that_names_it(tmp_path, monkeypatch):
+    engine = EmbeddedEngine(str(tmp_path))
+    db = engine.database("shop")
+    journal = engine.storage.journal
+    synced = []
+    real = blobs.fsync_file
+
+    def fsync_file(path):
+        real(path)
+        with open(journal.path, "rb") as f:  # the record is not written yet
+            synced.append((os.path.basename(path), bytes.fromhex(DIGEST) in f.read()))
+
+    monkeypatch.setattr(blobs, "fsync_file", fsync_file)
+    with engine.request():
+        db.pictures.insert_one({"_id": "p", "data": PICTURE})
+    # the request is acknowledged: its record is durable; the data folder (once,
+    # for the new folder "blobs"), the file and "blobs" were fsynced before the
+    # record was written
+    assert journal.durable >= journal.appended
+    assert synced == [(tmp_path.name, False), (DIGEST, False), ("blobs", False)]
+    assert bytes.fromhex(DIGEST) in open(journal.path, "rb").read()
+    assert journal.blob_syncs == 1
+    engine.close()
+
+
+def test_a_failed_blob_fsync_stops_acknowledgements(tmp_path, monkeypatch):
+    (tmp_path / "blobs").mkdir()
+    engine = EmbeddedEngine(str(tmp_path))
+    db = engine.database("shop")
+
+    def broken(path):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(blobs, "fsync_file", broken)
+    with pytest.raises(errors.NotDurable):
+        with engine.request():
+            db.pictures.insert_one({"_id": "p", "data": PICTURE})
+    crash(engine)
+    engine = reopen(tmp_path)  # the record naming the file was never written
+    assert engine.database("shop").pictures.find_one({"_id": "p"}) is None
+    engine.close()
+
+
+def test_a_blob_file_that_cannot_be_written_refuses_that_write_only(tmp_path, monkeypatch):
+    engine = EmbeddedEngine(str(tmp_path))
+    db = engine.database("shop")
+    real = blobs.BlobStore.put
+
+    def full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(blobs.BlobStore, "put", full)
+    with pytest.raises(errors.NotDurable, match="cannot take the value of data"):
+        with engine.request():
+            db.pictures.insert_one({"_id": "p", "data": PICTURE})
+    assert db.pictures.find_one({"_id": "p"}) is None  # nothing stored
+    monkeypatch.setattr(blobs.BlobStore, "put", real)  # space again
+    with engine.request():
+        db.pictures.insert_one({"_id": "p", "data": PICTURE})
+    crash(engine)
+    engine = reopen(tmp_path)
+    assert engine.database("shop").pictures.find_one({"_id": "p"})["data"] == PICTURE
+    engine.close()
+
+
+def test_a_blob_file_a_crash_left_torn_is_written_again(tmp_path):
+    folder = tmp_path / "blobs"
+    folder.mkdir()
+    (folder / DIGEST).write_bytes(PICTURE[:1000])  # renamed before its bytes reached the disk
+    (folder / f"{DIGEST}.tmp").write_bytes(b"half")  # a write cut short
+    engine = EmbeddedEngine(str(tmp_path))
+    assert os.listdir(folder) == [DIGEST]
+    engine.database("shop").pictures.insert_one({"_id": "p", "data": PICTURE})
+    assert (folder / DIGEST).read_bytes() == PICTURE
+    crash(engine)
+    engine = reopen(tmp_path)
+    assert engine.database("shop").pictures.find_one({"_id": "p"})["data"] == PICTURE
+    engine.close()
+
+
+def test_pictures_of_a_folder_shop_are_served_from_files_across_restarts(tmp_path):
+    ctx = shop_ctx(tmp_path)
+    seed_shop(ctx)
+    info = {"id": "b3", "title": "Three", "price": 300,
+            "pictures": [base64.b64encode(PICTURE).decode()] * 3}
+    stores.add_book(ctx, "seller", "s1", info, 5)
+    assert os.listdir(tmp_path / "blobs") == [DIGEST]
+    assert search.get_picture(ctx, "b3", 2, None) == (PICTURE, "image/png")
+    crash(ctx.engine.embedded)
+    ctx = shop_ctx(tmp_path)
+    assert search.get_picture(ctx, "b3", 0, "s1") == (PICTURE, "image/png")
+    reply = create_app(ctx).test_client().get("/books/b3/pictures/1")
+    assert reply.status_code == 200 and reply.data == PICTURE
+    assert reply.headers["Content-Type"] == "image/png"
+    assert not audit(ctx.db, settled=True)  # the catalogue rule hashes the bytes read
     ctx.close()

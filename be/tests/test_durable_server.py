@@ -7,6 +7,8 @@ keeps the shop across restarts in ./data.
 Every start is awaited by polling /ping with a deadline; every kill moment comes
 from a seeded random generator (the seed is in the test's name).
 """
+import base64
+import hashlib
 import os
 import random
 import signal
@@ -23,6 +25,7 @@ from be.audit import TRANSITIONS, audit
 from be.backend import Backend
 from be.clock import ManualClock
 from be.config import Settings
+from be.model import search
 from be.tests.support.datadirs import frames_of
 from be.watcher import sweep
 
@@ -90,6 +93,12 @@ class Server:
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+
+def picture(book):
+    """A book's own picture, 2 KiB: on a data folder it is kept in a file
+    (be.embedded.blobs), written while the server may be killed."""
+    return b"\x89PNG\r\n\x1a\n" + hashlib.sha256(book.encode()).digest() * 64
 
 
 def call(session, url, path, body, token=None):
@@ -201,7 +210,8 @@ class Worker:
                 book = f"w{self.n}_new{self.k}"
                 code, _ = self._seller(s, url, "seller/add_book", {
                     "store_id": self.store, "stock_level": 5,
-                    "book_info": {"id": book, "title": book, "price": 7}})
+                    "book_info": {"id": book, "title": book, "price": 7,
+                                  "pictures": [base64.b64encode(picture(book)).decode()]}})
                 if code == 200:
                     self.new_books.append(book)
             elif action == "order":
@@ -297,6 +307,7 @@ def test_sigkill_under_load_keeps_every_acknowledged_change(tmp_path, seed):
             assert w.funds_acked <= user["deposited"] <= w.funds_tried
             for book in w.new_books:
                 assert ctx.db.listings.count_documents({"store_id": w.store, "book_id": book}) == 1
+                assert search.get_picture(ctx, book, 0, w.store) == (picture(book), "image/png")
             for oid, state in w.orders.items():  # as adopted after the last restart
                 assert ctx.db.orders.find_one({"_id": oid})["state"] in reachable(state)
     finally:

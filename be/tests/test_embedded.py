@@ -224,10 +224,11 @@ def _outcome(coll, method, args, kwargs):
 
 def _maps_from_scratch(store):
     fresh = {}
-    for field, fmap in store._secondary.maps.items():
+    state = store._secondary
+    for field, fmap in state.maps.items():
         again = indexmaps._FieldMap(field)
         for key, doc in store._documents.items():
-            again.update(key, indexmaps._NO_KEYS, again.keys(doc))
+            again.update(state.seq[key], indexmaps._NO_KEYS, again.keys(doc))
         fresh[field] = again
     return fresh
 
@@ -256,6 +257,7 @@ def _check_stores(fast, plain):
         if state is None:
             continue
         assert set(state.seq) == set(store._documents)
+        assert state.keys == {rank: key for key, rank in state.seq.items()}
         ranks = [state.seq[k] for k in store._documents]
         assert ranks == sorted(ranks)
         for field, fresh in _maps_from_scratch(store).items():
@@ -315,10 +317,31 @@ def test_a_map_filled_in_one_pass_equals_one_built_per_document(seed):
         docs[n] = doc
     for field in INDEXED + ["t", "s"]:
         filled, built = indexmaps._FieldMap(field), indexmaps._FieldMap(field)
-        filled.fill(docs)
+        filled.fill(docs.items())  # the keys 0..299 stand for ranks
         for key, doc in docs.items():
             built.update(key, indexmaps._NO_KEYS, built.keys(doc))
         assert filled.buckets == built.buckets and filled.present == built.present, field
+
+
+def test_postings_hold_ranks_in_order_past_four_bytes():
+    # a value's documents are one rank or an ascending array of ranks (4 bytes
+    # each, 8 once a rank needs it); a posting shrunk to one rank is that rank
+    fmap = indexmaps._FieldMap("t")
+    big = 2 ** 32 + 5
+    ranks = [9, 3, big, 7, 2 ** 32 - 1, big + 1, 3]
+    for rank in ranks:  # an odd rank holds "x" and null, an even one "x" and True
+        fmap.update(rank, indexmaps._NO_KEYS, {"x", rank % 2 == 0 or None})
+    assert fmap.view() == {"x": set(ranks), None: set(ranks) - {big + 1}, True: {big + 1}}
+    assert list(fmap.buckets["x"]) == sorted(set(ranks))
+    assert list(fmap.present) == sorted(set(ranks))
+    assert fmap.buckets[True] == big + 1
+    for rank in (big, 3, 9, 7):
+        fmap.update(rank, {"x", None}, indexmaps._NO_KEYS)
+    assert fmap.buckets == {"x": fmap.buckets["x"], None: 2 ** 32 - 1, True: big + 1}
+    assert list(fmap.buckets["x"]) == list(fmap.present) == [2 ** 32 - 1, big + 1]
+    fmap.update(2 ** 32 - 1, {"x", None}, indexmaps._NO_KEYS)
+    fmap.update(big + 1, {"x", True}, indexmaps._NO_KEYS)
+    assert fmap.buckets == {} and not fmap.present
 
 
 def test_maps_filled_in_the_background_serve_only_once_full_and_end_exact():
@@ -368,7 +391,7 @@ def test_maps_filled_in_the_background_serve_only_once_full_and_end_exact():
     assert steps >= 15  # two maps of 600 documents, 64 per chunk
     for field, fmap in store._secondary.maps.items():
         fresh = indexmaps._FieldMap(field)
-        fresh.fill(store._documents)
+        fresh.fill(store._secondary.ranked(store._documents))
         assert fmap.ready and fmap.buckets == fresh.buckets and fmap.present == fresh.present
 
 

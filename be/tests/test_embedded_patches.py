@@ -1,6 +1,6 @@
 """The embedded engine's one table of mongomock patches (be.embedded.patches).
 
-The engine replaces 21 private mongomock attributes. The table must list every
+The engine replaces 23 private mongomock attributes. The table must list every
 one of them (a replacement outside it would escape the start-up checks), start-up
 must refuse a mongomock other than the tested one or one missing a replaced
 attribute, and requirements.txt must pin the tested version.
@@ -67,7 +67,7 @@ def test_the_table_lists_every_mongomock_attribute_the_engine_replaces():
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
     assert found["changed"] == found["table"]
-    assert len(found["table"]) == len(patches.PATCHES) == 22
+    assert len(found["table"]) == len(patches.PATCHES) == 23
 
 
 def test_after_start_up_each_listed_attribute_is_its_replacement():
