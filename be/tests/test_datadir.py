@@ -420,8 +420,8 @@ def test_requests_that_finish_during_a_flush_share_the_next_one(tmp_path, monkey
     target = journal.records_total + 2
     real_append = journal.append
 
-    def counting_append(data, waited_for=False):
-        position = real_append(data, waited_for)
+    def counting_append(data, waited_for=False, files=()):
+        position = real_append(data, waited_for, files)
         if journal.records_total >= target:
             both_appended.set()
         return position
