@@ -73,16 +73,6 @@ def journal_name(generation):
     return f"journal-{generation:08d}.log"
 
 
-def fsync_folder(path):
-    if os.name == "nt":  # a folder cannot be opened for fsync there
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _journal_header(generation):
     return frames.encode({"bookstore": "journal", "format": FORMAT, "generation": generation})
 
@@ -359,7 +349,7 @@ class DataDir:
             journal.append(_journal_header(generation))
             journal.records = 0
             journal.sync()
-            fsync_folder(self.path)
+            blobs.fsync_dir(self.path)
         return journal
 
     def describe_load(self):
@@ -409,7 +399,7 @@ class DataDir:
                 self.journal.switch(fd, generation, path, _journal_header(generation))
                 collections = [(db_name, store, list(store._documents))
                                for db_name, store in self.server.collections()]
-            fsync_folder(self.path)
+            blobs.fsync_dir(self.path)
             final = os.path.join(self.path, snapshot_name(generation))
             tmp = final + ".tmp"
             documents = 0
@@ -425,7 +415,7 @@ class DataDir:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
-            fsync_folder(self.path)
+            blobs.fsync_dir(self.path)
             self.snapshot_size = os.path.getsize(final)
             for name in os.listdir(self.path):
                 m = _SNAPSHOT.match(name) or _JOURNAL.match(name)
