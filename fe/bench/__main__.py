@@ -1,7 +1,8 @@
-"""``python -m fe.bench [--mode orders|search|durability|restart] ...``: the orders
-bench (fe.bench.run), the search bench (fe.bench.search_bench), what a data folder
-costs in paid orders/s (fe.bench.durability), or how long a restart on a large
-data folder takes (fe.bench.restart)."""
+"""``python -m fe.bench [--mode orders|search|durability|restart|memory] ...``: the
+orders bench (fe.bench.run), the search bench (fe.bench.search_bench), what a data
+folder costs in paid orders/s (fe.bench.durability), how long a restart on a large
+data folder takes (fe.bench.restart), or what a real server holds in memory with a
+large catalogue loaded over HTTP (fe.bench.memory)."""
 import argparse
 import importlib
 import importlib.util
@@ -13,10 +14,10 @@ from fe.bench import run
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--mode", choices=("orders", "search", "durability", "restart"),
+    pre.add_argument("--mode", choices=("orders", "search", "durability", "restart", "memory"),
                      default="orders")
     known, rest = pre.parse_known_args(argv)
-    if known.mode in ("durability", "restart"):
+    if known.mode in ("durability", "restart", "memory"):
         return importlib.import_module(f"fe.bench.{known.mode}").main(rest)
     if known.mode == "search":
         if importlib.util.find_spec("fe.bench.search_bench") is None:

@@ -24,3 +24,16 @@ def test_growth_bench_measures_every_call():
                              "busy buyer's list", "seller's paid list",
                              "seller's paid list after half", "one sweep"]
     assert all(ms > 0 for ms in figures.values()), figures
+
+
+def test_memory_bench_loads_searches_and_restarts_a_real_server(tmp_path):
+    from fe.bench import memory
+    lines = []
+    args = memory.parse_args(["--rows", "40", "--pictures", "--data-dir", str(tmp_path / "d"),
+                              "--restart"])
+    figures = memory.run(args, out=lines.append)
+    assert set(figures) == {"start", "empty", "loaded", "searched", "pictures", "restarted",
+                            "restarted_searched"}
+    assert all(mib > 0 for mib in figures.values()), figures
+    assert (tmp_path / "d" / "blobs").is_dir()  # the pictures are in files of the folder
+    assert "memory with 40 books in 4 stores" in lines[-1]
