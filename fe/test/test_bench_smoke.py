@@ -63,3 +63,16 @@ def test_abuse_bench_measures_the_victim_under_each_abuse(monkeypatch):
     assert set(rows[2]["abuse_statuses"]) == {200}  # 11 texts of 3,000: accepted
     assert any(line.strip().startswith("baseline") and ("PASS" in line or "MISSED" in line)
                for line in lines)
+
+
+def test_memory_bench_loads_searches_and_restarts_a_real_server(tmp_path):
+    from fe.bench import memory
+    lines = []
+    args = memory.parse_args(["--rows", "40", "--pictures", "--data-dir", str(tmp_path / "d"),
+                              "--restart"])
+    figures = memory.run(args, out=lines.append)
+    assert set(figures) == {"start", "empty", "loaded", "searched", "pictures", "restarted",
+                            "restarted_searched"}
+    assert all(mib > 0 for mib in figures.values()), figures
+    assert (tmp_path / "d" / "blobs").is_dir()  # the pictures are in files of the folder
+    assert "memory with 40 books in 4 stores" in lines[-1]
