@@ -26,7 +26,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from be.sample_books import COLUMNS, generate
+from fe.bench.procs import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMPORT_TARGET_S = 30.0
@@ -106,15 +106,9 @@ def make_files(folder, rows, seed, n_stores, out=print):
 
 # ---------------------------------------------------------------- the server
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(engine, folder, log_path):
     """A fresh ``python app.py`` (``--memory`` or ``--data-dir folder``): (url, process)."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     for name in ("MONGODB_URI", "BOOKSTORE_DATA_DIR"):
         env.pop(name, None)

@@ -22,7 +22,6 @@ import base64
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from be.sample_books import COLUMNS, generate, row_to_book
+from fe.bench.procs import free_port, rss_mib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLE = os.environ.get("BOOKSTORE_SAMPLE_DB") or os.path.join(ROOT, "..", "shared", "data",
@@ -66,27 +66,13 @@ def parse_args(argv=None):
     return args
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, data_dir, log_path):
         self.data_dir, self.log_path = data_dir, log_path
         self.proc = self.url = None
 
     def start(self):
-        port = _free_port()
+        port = free_port()
         env = dict(os.environ, BOOKSTORE_PASSWORD_METHOD=FAST_HASH, PYTHONUNBUFFERED="1")
         env.pop("BOOKSTORE_DATA_DIR", None)
         where = ["--data-dir", self.data_dir] if self.data_dir else ["--memory"]

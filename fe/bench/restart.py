@@ -22,13 +22,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import requests
+
+from fe.bench.procs import free_port, rss_mib
 
 TARGET_S = 10.0
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -104,23 +105,9 @@ def folder_size(folder):
     return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def restart(folder, log_path, query):
     """Start ``python app.py`` on ``folder``; returns (figures, process)."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, BOOKSTORE_PASSWORD_METHOD=FAST_HASH, PYTHONUNBUFFERED="1")
     env.pop("MONGODB_URI", None)
     env.pop("BOOKSTORE_DATA_DIR", None)
@@ -143,7 +130,7 @@ def restart(folder, log_path, query):
             raise RuntimeError(f"server not up within 600 s; see {log_path}")
         time.sleep(0.02)
     up_s = time.perf_counter() - started
-    rss_up = _rss_mb(proc.pid)
+    rss_up = rss_mib(proc.pid)
     # a large collection's index maps are filled in the background after start-up
     # (queries scan meanwhile): wait for the server to say they are all ready
     while True:
@@ -156,7 +143,7 @@ def restart(folder, log_path, query):
             raise RuntimeError(f"index maps not ready; see {log_path}")
         time.sleep(0.05)
     ready_s = time.perf_counter() - started
-    rss = _rss_mb(proc.pid)
+    rss = rss_mib(proc.pid)
     loads = re.findall(r"loaded in ([\d.]+) s", text)
     t0 = time.perf_counter()
     found = requests.get(url + "search/books", params={"q": query}, timeout=60).json()
