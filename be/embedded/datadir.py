@@ -183,12 +183,12 @@ class DataDir:
                 f"data folder {self.path}: {journal_name(missing[0])} is missing between "
                 f"{(snapshot_name(base) if base is not None else journal_name(first))} and "
                 f"{journal_name(to_replay[-1])}; changes after it cannot be replayed")
-        records = kept = 0
+        records = kept = end = 0
         damage = None
         current = first
         for n, generation in enumerate(to_replay):
             current = generation
-            kept, damage = self._replay(generation)
+            kept, end, damage = self._replay(generation)
             records += kept
             if damage is not None:
                 for later in to_replay[n + 1:]:  # never replayed past a damaged record
@@ -197,7 +197,7 @@ class DataDir:
                     log.warning("data folder: %s set aside as %s.discarded (it follows a "
                                 "damaged record)", journal_name(later), journal_name(later))
                 break
-        self.journal = self._open_journal(current)
+        self.journal = self._open_journal(current, end if current in to_replay else 0)
         self.journal.records = kept if current in to_replay else 0
         self.tracker.journal = self.journal
         for old in snapshots[:-1]:  # left by a clean-up a crash interrupted
@@ -284,13 +284,14 @@ class DataDir:
 
     def _replay(self, generation):
         """Apply journal ``generation``'s records; cut it at the first damaged one.
-        Returns (records applied, damage description or None)."""
+        Returns (records applied, the end of the last one, damage description or
+        None)."""
         path = os.path.join(self.path, journal_name(generation))
         kept, good_end, damage = 0, 0, None
         stores = {}  # (database, collection) -> store
         with open(path, "rb") as f:
             try:
-                reader = frames.read(f)
+                reader = frames.read(f, zero_tail=True)
                 for offset, payload in reader:
                     ops = frames.decode(payload)
                     if offset == 0:
@@ -324,7 +325,7 @@ class DataDir:
                 damage = frames.Damaged(good_end, f"undecodable record ({exc})")
             size = f.seek(0, os.SEEK_END)
         if damage is None:
-            return kept, None
+            return kept, good_end, None
         tail = f"{path}.torn-{damage.offset}"
         with open(path, "rb") as f:
             f.seek(damage.offset)
@@ -338,14 +339,15 @@ class DataDir:
                 f"set aside the {size - damage.offset} bytes from there in "
                 f"{os.path.basename(tail)}")
         log.warning("data folder %s: %s", self.path, what)
-        return kept, what
+        return kept, damage.offset, what
 
-    def _open_journal(self, generation):
+    def _open_journal(self, generation, end):
+        """Journal ``generation`` open to go on after its last intact record, which
+        ends at byte ``end`` (zeros may follow: be.embedded.journal)."""
         path = os.path.join(self.path, journal_name(generation))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        size = os.fstat(fd).st_size
-        journal = Journal(fd, generation, size, path)
-        if size == 0:  # new, or cut before its header was whole
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        journal = Journal(fd, generation, end, path)
+        if end == 0:  # new, or cut before its header was whole
             journal.append(_journal_header(generation))
             journal.records = 0
             journal.sync()
@@ -395,7 +397,7 @@ class DataDir:
                 self.tracker.commit()
                 generation = self.journal.generation + 1
                 path = os.path.join(self.path, journal_name(generation))
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 self.journal.switch(fd, generation, path, _journal_header(generation))
                 collections = [(db_name, store, list(store._documents))
                                for db_name, store in self.server.collections()]
@@ -455,7 +457,9 @@ class DataDir:
 
     def close(self, snapshot=True):
         """Clean shutdown: a snapshot (when the journal holds any change since the
-        last one), the journal flushed and closed, the folder unlocked."""
+        last one), the journal flushed and closed, the folder unlocked. Without
+        ``snapshot`` the files stay as a killed server leaves them (the journal
+        keeps its zeros written ahead), only with everything acknowledged durable."""
         if self.closed:
             return
         for filler in self.map_fillers:
@@ -467,7 +471,7 @@ class DataDir:
         with self.lock:
             self.tracker.commit()
             self.closed = True
-        self.journal.close()
+        self.journal.close(trim=snapshot)
         self.blobs.close()
         self._lock.release()
         gc.unfreeze()

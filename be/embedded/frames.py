@@ -4,9 +4,11 @@ A frame is ``[u32 length][u32 crc32 of the payload][payload]`` (little-endian);
 the payload is one or more BSON documents back to back. A crash can leave the
 last frame of a file half written (a torn write) and a disk can flip a bit: a
 reader stops at the first frame whose length runs past the end of the file, is
-zero (a file extended with zeros by the filesystem but never written), or whose
-checksum does not match, and says where and why, so nothing after a damaged
-record is ever applied.
+zero, or whose checksum does not match, and says where and why, so nothing after
+a damaged record is ever applied. A journal is written over zeros written ahead
+of it (be.embedded.journal): there, zeros from a frame boundary to the end of the
+file are the normal end (``zero_tail``), and zeros followed by anything else are
+a write that never completed.
 
 BSON is the format MongoDB itself stores: a document read back has the types
 pymongo gives for a real MongoDB's (datetimes to the millisecond, bytes, nested
@@ -52,16 +54,33 @@ class Damaged(Exception):
         self.offset, self.why = offset, why
 
 
-def read(f, start=0):
+_ZERO_HEAD = bytes(HEADER.size)
+_SCAN = 1 << 20  # zeros are checked a MiB at a time
+
+
+def _zeros_to_end(f):
+    """True when nothing but zeros is left in ``f`` from where it stands."""
+    while chunk := f.read(_SCAN):
+        if chunk.count(0) != len(chunk):
+            return False
+    return True
+
+
+def read(f, start=0, zero_tail=False):
     """Yield (offset, payload) for each intact frame of the open binary file ``f``
     from ``start``; raise Damaged at the first torn or corrupt one. The end of the
-    file exactly at a frame boundary is the normal end."""
+    file exactly at a frame boundary is the normal end; with ``zero_tail``, so are
+    zeros from a frame boundary to the end of the file."""
     offset = start
     f.seek(start)
     while True:
         head = f.read(HEADER.size)
         if not head:
             return
+        if zero_tail and head.count(0) == len(head):
+            if _zeros_to_end(f):
+                return
+            raise Damaged(offset, "zeros followed by data (a write that never completed)")
         if len(head) < HEADER.size:
             raise Damaged(offset, f"torn frame header ({len(head)} of {HEADER.size} bytes)")
         length, crc = HEADER.unpack(head)

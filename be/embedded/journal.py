@@ -20,6 +20,19 @@ which flushes them the same way. Positions are byte counts since the process
 opened the data folder (``appended``, ``durable``), so a waiter compares two
 integers.
 
+The file is written ahead with zeros (``allocated``), in steps that double from
+64 KiB to 4 MiB, and records are then written over the zeros: an fdatasync after
+an append that grows the file must also commit the file's new size to the
+filesystem's own journal, while one after a write inside the file only flushes
+the data. On the development machine's ext4 disk that is 150 us per fsync
+instead of 250 us (2,000 fdatasyncs of 2.7 KB records, the size of a new_order's
+record; PostgreSQL zero-fills its WAL segments for the same reason). Growing by
+4 MiB takes 12-19 ms, so the flusher thread does it in the background once less
+than half a step is left; a flush only grows the file itself when it would run
+past the zeros (a new file's first records). The zeros after the last record are
+the journal's normal end (be.embedded.frames.read, ``zero_tail``), and a clean
+close cuts them off.
+
 If a write or fsync fails, the journal stops (``failed``): nothing appended from
 then on is ever reported durable, so no request is acknowledged for a change the
 disk may not hold; a restart recovers what was durable.
@@ -36,10 +49,21 @@ log = logging.getLogger("bookstore")
 _datasync = getattr(os, "fdatasync", os.fsync)  # macOS has only fsync
 
 
-def write_all(fd, data):
+GROW_MIN = 64 << 10  # the first step of zeros written ahead of the records
+GROW_MAX = 4 << 20   # the largest step
+
+
+def write_all(fd, data, offset):
+    """Write ``data`` at ``offset`` of ``fd`` whole (pwrite may write less)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+def grow_step(allocated):
+    """How many bytes of zeros to write ahead of a file ``allocated`` long."""
+    return min(max(allocated, GROW_MIN), GROW_MAX)
 
 
 class Journal:
@@ -48,7 +72,9 @@ class Journal:
     docstring) or, for changes nobody waits for, by the flusher thread.
 
     ``_flushing`` is (end position, Event) of the batch being written and synced,
-    or None: at most one flush runs at a time, so the file is written in order."""
+    or None: at most one flush runs at a time, so the file is written in order.
+    ``fd`` is open for writing (not appending): records go at ``size``, the end of
+    the file's last intact record; the file may hold zeros past it."""
 
     def __init__(self, fd, generation, size, path):
         self._mutex = threading.Lock()
@@ -61,6 +87,12 @@ class Journal:
         self.path = path
         self.generation = generation
         self.size = size            # bytes in the current file, buffered ones included
+        self._offset = size         # where the next flush writes in the file
+        self.allocated = os.fstat(fd).st_size  # bytes of the file: records, then zeros
+        self._growing = False       # zeros are being written past ``allocated``
+        self._grow_wanted = False   # the flusher should write the next step of zeros
+        self._grown = threading.Condition(self._mutex)
+        self.grows = 0              # steps of zeros written
         self.appended = 0           # position after the last appended byte
         self.durable = 0            # position up to which the file is fsynced
         self.records = 0            # frames appended to the current file
@@ -121,18 +153,22 @@ class Journal:
         data, self._buffer, self._orphans = self._buffer, bytearray(), False
         files, self._files = self._files, []
         self._flushing = (self.appended, threading.Event())
-        return data, files, self.appended, self._fd, self._flushing[1]
+        offset, self._offset = self._offset, self._offset + len(data)
+        return data, files, offset, self.appended, self._fd, self._flushing[1]
 
-    def _flush(self, data, files, target, fd, event):
-        """Write and sync one batch (no lock held: others append meanwhile), the
-        blob files its records name made durable first."""
+    def _flush(self, data, files, offset, target, fd, event):
+        """Write and sync one batch at ``offset`` (no lock held: others append
+        meanwhile), the blob files its records name made durable first."""
         try:
             if files:
                 for path in dict.fromkeys(files):
                     blobs.fsync_file(path)
                 blobs.fsync_dir(os.path.dirname(files[0]))
                 self.blob_syncs += 1
-            write_all(fd, data)
+            end = offset + len(data)
+            if end > self.allocated:
+                self._grow(end, fd)
+            write_all(fd, data, offset)
             _datasync(fd)
         except OSError as exc:
             log.critical("journal %s cannot be written (%s): no further change will be "
@@ -144,7 +180,39 @@ class Journal:
             self.durable = target
             self.syncs += 1
             self._flushing = None
+            if self.allocated - end < grow_step(self.allocated) // 2 and \
+                    not (self._growing or self._grow_wanted):
+                self._grow_wanted = True
+                self._work.notify()
         event.set()
+
+    def _grow(self, end, fd=None):
+        """Make the current file at least ``end`` long with zeros past
+        ``allocated``, in whole steps (one grower at a time; raises OSError).
+        Flushes stay below ``allocated`` meanwhile, so the zeros never land on a
+        record. ``fd``: only if it is still the current file."""
+        with self._mutex:
+            while self._growing:
+                self._grown.wait()
+            start = self.allocated
+            if start >= end or (fd is not None and fd != self._fd):
+                return
+            fd = self._fd
+            self._growing = True
+        size, grown = start, False
+        try:
+            while size < end:
+                size += grow_step(size)
+            write_all(fd, bytes(size - start), start)
+            _datasync(fd)
+            grown = True
+        finally:
+            with self._mutex:
+                self._growing = False
+                if grown:
+                    self.allocated = size
+                    self.grows += 1
+                self._grown.notify_all()
 
     def fail(self, exc):
         """Stop: nothing appended from now on is written, no waiter is released.
@@ -168,20 +236,31 @@ class Journal:
         later file never holds a record whose predecessors could be lost."""
         self.sync()
         with self._mutex:
+            while self._growing:  # it writes to the old file
+                self._grown.wait()
             old, self._fd = self._fd, fd
             self.generation, self.path, self.size = generation, path, 0
+            self._offset, self.allocated = 0, os.fstat(fd).st_size
         os.close(old)
         self.append(header)
         self.records = 0
 
-    def close(self):
-        """Flush and sync what is left, stop the flusher, close the file."""
+    def close(self, trim=True):
+        """Flush and sync what is left, stop the flusher, cut the zeros past the
+        last record (unless not ``trim``: as a killed server leaves the file),
+        close the file."""
         with self._mutex:
             self._stopping = True
             self._work.notify()
         self._thread.join()
         with self._mutex:
             self._stopped = True
+        if trim and self.failed is None and self.durable >= self.appended:
+            try:
+                os.ftruncate(self._fd, self._offset)
+                os.fsync(self._fd)
+            except OSError as exc:  # the zeros stay: the next start reads past them
+                log.warning("journal %s: the zeros past its end stay (%s)", self.path, exc)
         os.close(self._fd)
 
     def _flush_loop(self):
@@ -190,9 +269,13 @@ class Journal:
         still written (append refuses everything after)."""
         while True:
             with self._mutex:
-                while not (self._orphans or self._stopping):
+                while not (self._orphans or self._stopping or self._grow_wanted):
                     self._work.wait()
-                if self._flushing is not None:
+                if self._grow_wanted and not self._stopping:
+                    self._grow_wanted = False
+                    end = self.allocated + 1
+                    batch = event = None
+                elif self._flushing is not None:
                     batch, event = None, self._flushing[1]
                 elif self._buffer:
                     batch = self._take()
@@ -202,5 +285,11 @@ class Journal:
                     continue  # a waiter's flush took the orphans along
             if batch is not None:
                 self._flush(*batch)
-            else:
+            elif event is not None:
                 event.wait()
+            else:
+                try:
+                    self._grow(end)
+                except OSError as exc:  # a flush that needs the room grows it itself
+                    log.warning("journal %s: zeros could not be written ahead (%s)",
+                                self.path, exc)

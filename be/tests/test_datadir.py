@@ -22,7 +22,8 @@ from be.embedded import EmbeddedEngine, blobs, journal as journal_module, journa
 from be.errors import StartupError
 from be.model import orders, search, stores, users
 from be.tests.support import engines
-from be.tests.support.datadirs import crash, dump, frames_of, journals, reopen, snapshots
+from be.tests.support.datadirs import (crash, dump, frames_of, journals, records_end, reopen,
+                                       snapshots)
 from be.watcher import sweep
 
 pytestmark = pytest.mark.embedded_only  # the embedded engine's own storage
@@ -177,11 +178,14 @@ def _users_engine(path, count):
 
 
 @pytest.mark.parametrize("damage", ["cut in the last record", "cut in its header",
-                                    "flipped byte in the last record", "zeros at the end"])
+                                    "flipped byte in the last record",
+                                    "zeros, then bytes of a write never completed"])
 def test_a_damaged_journal_tail_is_cut_and_reported(tmp_path, damage, caplog):
     path = _users_engine(tmp_path, 5)
     last_offset, last_length, _ = frames_of(path)[-1]
-    size = os.path.getsize(path)
+    end = last_offset + last_length
+    zeros_after = os.path.getsize(path) - end
+    assert zeros_after > 0  # a killed server leaves the zeros written ahead
     with open(path, "r+b") as f:
         if damage == "cut in the last record":
             f.truncate(last_offset + last_length - 3)
@@ -192,16 +196,16 @@ def test_a_damaged_journal_tail_is_cut_and_reported(tmp_path, damage, caplog):
             byte = f.read(1)
             f.seek(-1, os.SEEK_CUR)
             f.write(bytes([byte[0] ^ 0x40]))
-        else:
-            f.seek(size)
-            f.write(b"\0" * 4096)
+        else:  # a later page of a write reached the disk, its first page did not
+            f.seek(end + 5000)
+            f.write(b"\x07" * 100)
     engine = reopen(tmp_path)
     db = engine.database("shop")
-    expected = [f"u{i}" for i in range(5 if damage == "zeros at the end" else 4)]
+    whole = damage.startswith("zeros")
+    expected = [f"u{i}" for i in range(5 if whole else 4)]
     assert [d["_id"] for d in db.users.find({})] == expected
     report = engine.storage.report["damage"]
-    assert report and f"at byte {last_offset if damage != 'zeros at the end' else size}" \
-        in report
+    assert report and f"at byte {end if whole else last_offset}" in report
     assert f"replayed the {len(expected)} records before it" in report
     assert report in caplog.text
     torn = [p for p in os.listdir(tmp_path) if ".torn-" in p]
@@ -213,6 +217,35 @@ def test_a_damaged_journal_tail_is_cut_and_reported(tmp_path, damage, caplog):
     assert [d["_id"] for d in engine.database("shop").users.find({})] == expected + ["later"]
     assert engine.storage.report["damage"] is None
     engine.close()
+
+
+def test_zeros_after_the_last_record_are_the_journals_normal_end(tmp_path, caplog):
+    """The journal writes its records over zeros written ahead of them (an fsync
+    then has no file size to commit); a killed server leaves them, and they are
+    no damage: nothing is reported or set aside, and appending goes on over them."""
+    path = _users_engine(tmp_path, 5)
+    end = records_end(path)
+    size = os.path.getsize(path)
+    assert size - end >= journal_module.GROW_MIN // 2
+    with open(path, "rb") as f:
+        f.seek(end)
+        assert f.read().count(0) == size - end
+    engine = reopen(tmp_path)
+    db = engine.database("shop")
+    assert [d["_id"] for d in db.users.find({})] == [f"u{i}" for i in range(5)]
+    assert engine.storage.report["damage"] is None
+    assert not [p for p in os.listdir(tmp_path) if ".torn-" in p]
+    assert os.path.getsize(path) == size  # written over, not appended after
+    db.users.insert_one({"_id": "later"})
+    crash(engine)
+    assert records_end(path) > end and os.path.getsize(path) == size
+    engine = reopen(tmp_path)
+    assert [d["_id"] for d in engine.database("shop").users.find({})] == \
+        [f"u{i}" for i in range(5)] + ["later"]
+    engine.close()  # a clean close cuts the zeros off
+    [journal] = journals(tmp_path)
+    journal = os.path.join(tmp_path, journal)
+    assert os.path.getsize(journal) == records_end(journal)
 
 
 def test_a_journal_cut_inside_its_header_starts_empty(tmp_path):
@@ -316,7 +349,7 @@ def test_a_request_is_one_journal_record(tmp_path):
     # cut the request's record: none of its writes comes back, not even the
     # reservations that happened before the order was written
     with open(journal.path, "r+b") as f:
-        f.truncate(os.path.getsize(journal.path) - 1)
+        f.truncate(records_end(journal.path) - 1)
     ctx = shop_ctx(tmp_path)
     assert ctx.db.orders.find_one({"_id": order_id}) is None
     assert {d["book_id"]: d["stock_level"] for d in ctx.db.listings.find({})} == \

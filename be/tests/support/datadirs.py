@@ -47,7 +47,14 @@ def snapshots(path):
 
 
 def frames_of(file_path):
-    """[(offset, length of the whole frame, decoded documents)] of an intact file."""
+    """[(offset, length of the whole frame, decoded documents)] of an intact file
+    (a journal's zeros written ahead after them)."""
     with open(file_path, "rb") as f:
         return [(offset, frames.HEADER.size + len(payload), frames.decode(payload))
-                for offset, payload in frames.read(f)]
+                for offset, payload in frames.read(f, zero_tail=True)]
+
+
+def records_end(file_path):
+    """Where the last intact frame of ``file_path`` ends (zeros may follow)."""
+    offset, length, _ = frames_of(file_path)[-1]
+    return offset + length
