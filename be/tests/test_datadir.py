@@ -219,6 +219,36 @@ def test_a_damaged_journal_tail_is_cut_and_reported(tmp_path, damage, caplog):
     engine.close()
 
 
+def test_the_journal_grows_by_steps_of_zeros_and_writes_over_them(tmp_path, monkeypatch):
+    """Records are written over zeros written ahead (an fdatasync then has no file
+    size to commit): the file grows by doubling steps, not by each record, and
+    mostly ahead of the records (the flusher thread grows it in the background)."""
+    monkeypatch.setattr(journal_module, "GROW_MIN", 4096)
+    monkeypatch.setattr(journal_module, "GROW_MAX", 16384)
+    engine = EmbeddedEngine(str(tmp_path))
+    journal = engine.storage.journal
+    db = engine.database("shop")
+    lengths = [0]  # the file lengths growing by steps can give: 4, 8, 16, 32, 48 KiB...
+    while lengths[-1] < 1 << 20:
+        lengths.append(lengths[-1] + journal_module.grow_step(lengths[-1]))
+    seen = set()
+    for i in range(200):
+        db.users.insert_one({"_id": i, "pad": "x" * 500})
+        journal.sync()
+        assert journal.durable == journal.appended
+        end = records_end(journal.path)
+        assert end <= journal.allocated <= os.path.getsize(journal.path)
+        seen.add(os.path.getsize(journal.path))
+    assert records_end(journal.path) > 100_000
+    assert seen <= set(lengths)  # never a length between two steps
+    assert journal.grows <= len(lengths)
+    crash(engine)
+    engine = reopen(tmp_path)
+    assert engine.database("shop").users.count_documents({}) == 200
+    assert engine.storage.report["damage"] is None
+    engine.close()
+
+
 def test_zeros_after_the_last_record_are_the_journals_normal_end(tmp_path, caplog):
     """The journal writes its records over zeros written ahead of them (an fsync
     then has no file size to commit); a killed server leaves them, and they are

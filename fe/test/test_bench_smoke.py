@@ -76,3 +76,20 @@ def test_memory_bench_loads_searches_and_restarts_a_real_server(tmp_path):
     assert all(mib > 0 for mib in figures.values()), figures
     assert (tmp_path / "d" / "blobs").is_dir()  # the pictures are in files of the folder
     assert "memory with 40 books in 4 stores" in lines[-1]
+
+
+def test_durability_bench_compares_a_data_folder_with_memory(tmp_path):
+    """python -m fe.bench --mode durability, small: two in-process servers, the
+    durable one on its own folder, each round's share reported."""
+    from fe.bench import durability
+    lines = []
+    args = durability.parse_args(["--threads", "1", "--seconds", "0.4", "--rounds", "2",
+                                  "--lines", "2", "--data-dir", str(tmp_path / "data")])
+    (row,) = durability.run_comparison(args, out=lines.append)
+    assert row["threads"] == 1 and row["memory"] > 0 and row["durable"] > 0
+    assert len(row["rounds"]) == 2 and all(share > 0 for share in row["rounds"])
+    assert row["records_per_sync"] >= 1  # every reply waited for a journal fsync
+    said = "\n".join(lines)
+    assert "durability cost" in said and ("met" in said or "MISSED" in said)
+    # the durable server was a real data folder, closed cleanly at the end
+    assert sorted(p.name for p in (tmp_path / "data").glob("snapshot-*.bson"))
