@@ -19,9 +19,12 @@ counts once its trailer is there, and it is only ever renamed into place whole.
 **Start-up** loads the newest snapshot N (if any), replays journal N and every
 later one in order, and stops at the first torn or corrupt record: the bytes from
 there on are set aside in a ``.torn-<offset>`` file, the journal is cut there,
-and the server continues appending to it. A damaged snapshot refuses the start
-(it is never half written, so damage there is the disk's, not a crash's). Then
-the index maps are built, so the first request is not the one that pays.
+and the server continues appending to it. Zeros after a journal's last record
+are not damage: the journal writes its records over zeros written ahead
+(be.embedded.journal), and the server goes on writing over them. A damaged
+snapshot refuses the start (it is never half written, so damage there is the
+disk's, not a crash's). Then the index maps are built, so the first request is
+not the one that pays.
 
 **Snapshots** are taken when the journal has grown past its bound
 (``journal_bound``: the larger of ``journal_limit``, 64 MiB by default, and a

@@ -9,10 +9,13 @@ then wakes the requests that waited on that flush. Requests that finish while a
 flush is in progress wait for it to end; then one of them leads the next flush,
 which covers all of them (group commit: ``syncs`` vs ``records`` say how many
 records each fsync carried). A lone client therefore pays one fsync per request
-(0.2 ms on the development machine's disk, next to about 2 ms for a new_order)
-and no thread hand-off: with a flusher thread in between, every reply waited
-for two wake-ups of another thread, and a single client reached 60-80% of the
-in-memory throughput instead of 90%+.
+(0.3 ms in the server on the development machine's disk, next to 2.1-2.3 ms for
+a request) and no thread hand-off: with a flusher thread in between, every reply
+waited for two wake-ups of another thread, and a single client reached 60-80% of
+the in-memory throughput instead of 84-86%. Under load a reply waits longer than
+the disk (an fdatasync call returns after 1.4-1.8 ms on average at 4 clients,
+the disk answering in 0.3 ms) because the thread must get the GIL back from the
+request running meanwhile; doc/scaling.md says what was tried against that.
 
 Changes nobody waits for (the sweeper's, a background fill, a request's writes
 committed when it lets the engine go for CPU work) wake the flusher thread,
@@ -22,16 +25,18 @@ integers.
 
 The file is written ahead with zeros (``allocated``), in steps that double from
 64 KiB to 4 MiB, and records are then written over the zeros: an fdatasync after
-an append that grows the file must also commit the file's new size to the
-filesystem's own journal, while one after a write inside the file only flushes
-the data. On the development machine's ext4 disk that is 150 us per fsync
-instead of 250 us (2,000 fdatasyncs of 2.7 KB records, the size of a new_order's
-record; PostgreSQL zero-fills its WAL segments for the same reason). Growing by
-4 MiB takes 12-19 ms, so the flusher thread does it in the background once less
-than half a step is left; a flush only grows the file itself when it would run
-past the zeros (a new file's first records). The zeros after the last record are
-the journal's normal end (be.embedded.frames.read, ``zero_tail``), and a clean
-close cuts them off.
+an append that grows the file must also write the file's new size (its inode; on
+a journaling filesystem, through the filesystem's journal), while one after a
+write inside the file only flushes the data. On the development machine's ext4
+disk that is 0.15 ms per fsync instead of 0.25 ms (2,000 fdatasyncs of 2.7 KB
+records, a request's average record; 0.19 ms against 0.62 ms with both cores
+busy), and the durable share of the in-memory throughput at 1 client went from
+82-83% to 84-85%. PostgreSQL zero-fills its WAL segments for the same reason.
+Growing by 4 MiB takes 12-19 ms, so the flusher thread does it in the background
+once less than half a step is left; a flush only grows the file itself when it
+would run past the zeros (a new file's first records). The zeros after the last
+record are the journal's normal end (be.embedded.frames.read, ``zero_tail``),
+and a clean close cuts them off.
 
 If a write or fsync fails, the journal stops (``failed``): nothing appended from
 then on is ever reported durable, so no request is acknowledged for a change the
