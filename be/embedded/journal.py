@@ -13,8 +13,8 @@ records each fsync carried). A lone client therefore pays one fsync per request
 a request) and no thread hand-off: with a flusher thread in between, every reply
 waited for two wake-ups of another thread, and a single client reached 60-80% of
 the in-memory throughput instead of 84-86%. Under load a reply waits longer than
-the disk (an fdatasync call returns after 1.4-1.8 ms on average at 4 clients,
-the disk answering in 0.3 ms) because the thread must get the GIL back from the
+the disk (an fdatasync call returns after 1.1-1.2 ms at p50 at 4 clients, the
+disk answering in 0.25 ms) because the thread must get the GIL back from the
 request running meanwhile; doc/scaling.md says what was tried against that.
 
 Changes nobody waits for (the sweeper's, a background fill, a request's writes
