@@ -291,6 +291,23 @@ def test_a_journal_cut_inside_its_header_starts_empty(tmp_path):
     engine.close()
 
 
+def test_a_journal_of_nothing_but_zeros_starts_empty(tmp_path):
+    """A crash after a new journal's first step of zeros, before its header."""
+    path = _users_engine(tmp_path, 2)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.write(bytes(size))
+    engine = reopen(tmp_path)
+    assert list(engine.database("shop").users.find({})) == []
+    assert engine.storage.report["damage"] is None
+    engine.database("shop").users.insert_one({"_id": "x"})
+    crash(engine)
+    assert frames_of(path)[0][2][0]["bookstore"] == "journal"  # the header, rewritten
+    engine = reopen(tmp_path)
+    assert [d["_id"] for d in engine.database("shop").users.find({})] == ["x"]
+    engine.close()
+
+
 def test_a_damaged_snapshot_refuses_to_start(tmp_path):
     engine = busy_engine(tmp_path)
     engine.close()
