@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import mongomock
 
-from be.embedded import copies, fastpaths, fastwrites, indexmaps
+from be.embedded import copies, fastpaths, fastwrites, indexmaps, limits
 
 # The mongomock release the replacements were written and tested against; the
 # pin in requirements.txt must read the same (a test checks it).
@@ -55,6 +55,10 @@ PATCHES = (
           "a cursor limited to one document, as pymongo's; mongomock copies every match"),
     Patch(_COLLECTION, "_copy_only_fields", fastpaths._copy_only_fields,
           "plain include/exclude projections of top-level fields copied directly"),
+    # validation (limits)
+    Patch("mongomock.collection", "BSON", limits.MongomockValidation,
+          "a large inserted document is checked from its values' lengths (a 15 MB book: "
+          "0.1 ms), not encoded in full under the engine's lock only to be validated"),
     # copies (copies)
     Patch("mongomock.collection", "copy", copies.COPY_MODULE,
           "deepcopy/copy of stored documents by a plain recursive copy, not the copy module"),

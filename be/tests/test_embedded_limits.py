@@ -24,6 +24,49 @@ def test_an_insert_over_16_mib_is_refused_and_nothing_stored(coll):
     assert coll.count_documents({}) == 1
 
 
+BOUNDED = [
+    {"t": "x" * 5000}, {"t": "é" * 5000}, {"t": "中" * 5000}, {"t": "😀" * 5000},
+    {"t": "mixed ascii and 中文 " * 400}, {"t": "é中😀"}, {"键": "值", "ключ": "ж"},
+    {"n": [1, 2.5, None, True, {"d": b"\x00" * 3000, "e": ["a", ["b", 2 ** 40]]}]},
+    {"when": __import__("datetime").datetime(2026, 1, 2, 3, 4, 5), "o": __import__(
+        "bson").ObjectId(), "big": 2 ** 63 - 1, "small": -2 ** 63, "i": __import__(
+        "bson").Int64(7), "b": __import__("bson").Binary(b"xyz", 5)},
+    {"list": list(range(1200)), "tuple": ("a", "b")},
+]
+
+
+@pytest.mark.parametrize("doc", BOUNDED, ids=range(len(BOUNDED)))
+def test_a_documents_size_bound_is_never_below_its_bson_size(doc):
+    import bson
+    assert limits._bound(doc) >= len(bson.encode(doc))
+
+
+def test_a_large_document_is_bounded_not_encoded_and_still_refused_past_the_limit(
+        coll, monkeypatch):
+    """A document whose texts pass 1 MiB is measured by a bound from its values'
+    lengths; only one whose bound passes 16 MiB is encoded, and so refused exactly
+    where MongoDB refuses it."""
+    import bson
+    encoded = []
+    real_encode = bson.encode
+    monkeypatch.setattr(limits.bson, "encode", lambda doc, *a, **k: (
+        encoded.append(doc.get("_id")), real_encode(doc, *a, **k))[1])
+    wide = "中" * 2_000_000  # 6 MB of UTF-8 in 2,000,000 characters
+    coll.insert_one({"_id": "long", "a": wide, "b": wide})  # 12 MB: bounded, stored
+    assert "long" not in encoded
+    assert coll.find_one({"_id": "long"})["a"] == wide
+    with pytest.raises(DocumentTooLarge):  # 18 MB: bound past the limit, then measured
+        coll.insert_one({"_id": "too long", "a": wide, "b": wide, "c": wide})
+    assert "too long" in encoded and coll.find_one({"_id": "too long"}) is None
+    # 4 bytes a character bound: 5,000,000 characters of ASCII and one emoji would
+    # bound at 20 MB, so it is measured (5 MB) and stored
+    coll.insert_one({"_id": "emoji", "a": "x" * 5_000_000 + "😀"})
+    assert "emoji" in encoded
+    with pytest.raises(OverflowError):  # an int past int64 in a large document
+        coll.insert_one({"_id": "int", "a": wide, "n": 2 ** 64})
+    assert coll.find_one({"_id": "int"}) is None
+
+
 def test_an_integer_past_int64_is_refused_on_insert_and_replace(coll):
     with pytest.raises(OverflowError):
         coll.insert_one({"_id": "o", "n": 2 ** 63})

@@ -67,7 +67,7 @@ def test_the_table_lists_every_mongomock_attribute_the_engine_replaces():
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
     assert found["changed"] == found["table"]
-    assert len(found["table"]) == len(patches.PATCHES) == 23
+    assert len(found["table"]) == len(patches.PATCHES) == 24
 
 
 def test_after_start_up_each_listed_attribute_is_its_replacement():
