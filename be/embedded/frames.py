@@ -54,7 +54,6 @@ class Damaged(Exception):
         self.offset, self.why = offset, why
 
 
-_ZERO_HEAD = bytes(HEADER.size)
 _SCAN = 1 << 20  # zeros are checked a MiB at a time
 
 
